@@ -1,0 +1,240 @@
+"""The AnyPhoto adapter: identity projector + identity-only LoRA, and its safetensors file.
+
+* Projector (paper eq. 16, appendix 0.A.1): ``Linear(512, P) -> GELU -> Linear(P, hidden)`` maps
+  an identity embedding to the modulation offset ``delta_c`` (same size as FLUX's ``vec``).
+  Its last layer starts at zero, so a fresh adapter adds no offset.
+* LoRA A/B pairs on the image-path linears (double blocks: ``img_attn.qkv``, ``img_attn.proj``,
+  ``img_mlp.0``, ``img_mlp.2``; single blocks: ``linear1``, ``linear2``). They are peft LoRA layers
+  (``peft.LoraConfig`` + ``inject_adapter_in_model``) hosted on a weightless *shadow* of those
+  linears, because they must only ever touch identity tokens: the block forwards call the host
+  model's own linear for every token and add :meth:`AnyPhotoAdapter.lora_delta` on identity rows.
+
+File format (safetensors; metadata strings): ``format = "anyphoto-adapter"``,
+``format_version``, ``hidden_size``, ``mlp_hidden_dim``, ``depth``, ``depth_single_blocks``,
+``rank``, ``alpha``, ``targets`` (JSON), ``type_index``, ``embedding_kind``, ``embedding_dim``,
+``projector_hidden``, ``base_model``. Tensor keys: ``projector.{0,2}.{weight,bias}`` and
+``lora.<module path>.lora_{A,B}.weight``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+import torch
+from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.lora import LoraLayer
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+FORMAT_NAME = "anyphoto-adapter"
+FORMAT_VERSION = 1
+DOUBLE_TARGETS = ("img_attn.qkv", "img_attn.proj", "img_mlp.0", "img_mlp.2")
+SINGLE_TARGETS = ("linear1", "linear2")
+#: Identity embedding convention (see docs/faces.md): per-photo L2-normalized ArcFace
+#: embeddings, averaged over a person's photos and L2-normalized again.
+DEFAULT_EMBEDDING_KIND = "arcface-antelopev2-l2norm-mean"
+_ADAPTER_NAME = "default"
+
+
+class AdapterError(ValueError):
+    """An adapter file or config that does not fit; the message names the mismatch."""
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """Shape and recipe of an adapter. Defaults are ours where the paper's numbers were lost."""
+
+    hidden_size: int = 3072
+    mlp_hidden_dim: int = 12288
+    depth: int = 19
+    depth_single_blocks: int = 38
+    rank: int = 16
+    alpha: float = 16.0
+    embedding_dim: int = 512
+    projector_hidden: int = 3072
+    type_index: float = 1.0
+    embedding_kind: str = DEFAULT_EMBEDDING_KIND
+    base_model: str = "flux.1-dev"
+    double_targets: tuple[str, ...] = field(default=DOUBLE_TARGETS)
+    single_targets: tuple[str, ...] = field(default=SINGLE_TARGETS)
+
+    def target_shapes(self) -> dict[str, tuple[int, int]]:
+        """``{"double_blocks.0.img_attn.qkv": (in, out), ...}`` for every LoRA target."""
+        h, mlp = self.hidden_size, self.mlp_hidden_dim
+        double = {"img_attn.qkv": (h, 3 * h), "img_attn.proj": (h, h), "img_mlp.0": (h, mlp), "img_mlp.2": (mlp, h)}
+        single = {"linear1": (h, 3 * h + mlp), "linear2": (h + mlp, h)}
+        shapes = {}
+        for i in range(self.depth):
+            for t in self.double_targets:
+                shapes[f"double_blocks.{i}.{t}"] = double[t]
+        for i in range(self.depth_single_blocks):
+            for t in self.single_targets:
+                shapes[f"single_blocks.{i}.{t}"] = single[t]
+        return shapes
+
+    def to_metadata(self) -> dict[str, str]:
+        meta = {k: (json.dumps(list(v)) if isinstance(v, tuple) else str(v)) for k, v in asdict(self).items()}
+        meta.update(format=FORMAT_NAME, format_version=str(FORMAT_VERSION))
+        return meta
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str], source: str) -> AdapterConfig:
+        if meta.get("format") != FORMAT_NAME:
+            raise AdapterError(f"{source} is not an AnyPhoto adapter (metadata format={meta.get('format')!r})")
+        if int(meta.get("format_version", -1)) != FORMAT_VERSION:
+            raise AdapterError(
+                f"{source} has adapter format version {meta.get('format_version')}; this AnyPhoto reads "
+                f"version {FORMAT_VERSION}. Update AnyPhoto or re-export the adapter."
+            )
+        kwargs = {}
+        for f in cls.__dataclass_fields__.values():
+            if f.name not in meta:
+                raise AdapterError(f"{source} metadata lacks {f.name!r}")
+            raw = meta[f.name]
+            if f.name in ("double_targets", "single_targets"):
+                kwargs[f.name] = tuple(json.loads(raw))
+            elif f.type in ("int",):
+                kwargs[f.name] = int(raw)
+            elif f.type in ("float",):
+                kwargs[f.name] = float(raw)
+            else:
+                kwargs[f.name] = raw
+        return cls(**kwargs)
+
+
+class _ShadowLinears(nn.Module):
+    """Weightless (meta) stand-ins for the host's target linears, named like the host's modules."""
+
+    def __init__(self, shapes: dict[str, tuple[int, int]]):
+        super().__init__()
+        with torch.device("meta"):
+            for path, (fan_in, fan_out) in shapes.items():
+                parent = self
+                *parents, leaf = path.split(".")
+                for name in parents:
+                    if not hasattr(parent, name):
+                        parent.add_module(name, nn.Module())
+                    parent = getattr(parent, name)
+                parent.add_module(leaf, nn.Linear(fan_in, fan_out, bias=False))
+
+
+class AnyPhotoAdapter(nn.Module):
+    """Learned AnyPhoto weights. ``projector``: embeddings ``(..., 512)`` -> ``(..., hidden)``;
+    ``lora_delta(path, x)``: the LoRA term of the target linear at ``path`` for identity rows."""
+
+    def __init__(self, config: AdapterConfig = AdapterConfig(), lora_dropout: float = 0.0):
+        super().__init__()
+        self.config = config
+        self.projector = nn.Sequential(
+            nn.Linear(config.embedding_dim, config.projector_hidden),
+            nn.GELU(),
+            nn.Linear(config.projector_hidden, config.hidden_size),
+        )
+        nn.init.zeros_(self.projector[2].weight)
+        nn.init.zeros_(self.projector[2].bias)
+        shadow = _ShadowLinears(config.target_shapes())
+        lora_config = LoraConfig(
+            r=config.rank,
+            lora_alpha=config.alpha,
+            lora_dropout=lora_dropout,
+            target_modules=list(config.target_shapes()),
+        )
+        self.lora = inject_adapter_in_model(lora_config, shadow, adapter_name=_ADAPTER_NAME)
+        self._layers: dict[str, LoraLayer] = {}
+        for path, module in self.lora.named_modules():
+            if isinstance(module, LoraLayer):
+                module.lora_A.to_empty(device="cpu")
+                module.lora_B.to_empty(device="cpu")
+                module.reset_lora_parameters(_ADAPTER_NAME, init_lora_weights=True)
+                self._layers[path] = module
+
+    @property
+    def target_paths(self) -> list[str]:
+        return list(self._layers)
+
+    def modulation_offsets(self, embeddings: Tensor) -> Tensor:
+        """``delta_c = MLP(embedding)``: ``(..., embedding_dim)`` -> ``(..., hidden_size)``."""
+        if embeddings.shape[-1] != self.config.embedding_dim:
+            raise AdapterError(
+                f"identity embeddings have {embeddings.shape[-1]} values; this adapter expects "
+                f"{self.config.embedding_dim} ({self.config.embedding_kind})"
+            )
+        weight = self.projector[0].weight
+        return self.projector(embeddings.to(device=weight.device, dtype=weight.dtype))
+
+    def lora_delta(self, path: str, x: Tensor) -> Tensor | None:
+        """LoRA output ``B(A(dropout(x))) * alpha / rank`` for the target at ``path``, or None."""
+        layer = self._layers.get(path)
+        if layer is None:
+            return None
+        lora_a, lora_b = layer.lora_A[_ADAPTER_NAME], layer.lora_B[_ADAPTER_NAME]
+        h = layer.lora_dropout[_ADAPTER_NAME](x.to(lora_a.weight.dtype))
+        return (lora_b(lora_a(h)) * layer.scaling[_ADAPTER_NAME]).to(x.dtype)
+
+    def adapter_state_dict(self) -> dict[str, Tensor]:
+        """Tensors as stored in the file (see module docstring for the key layout)."""
+        out = {f"projector.{k}": v for k, v in self.projector.state_dict().items()}
+        for path, layer in self._layers.items():
+            out[f"lora.{path}.lora_A.weight"] = layer.lora_A[_ADAPTER_NAME].weight
+            out[f"lora.{path}.lora_B.weight"] = layer.lora_B[_ADAPTER_NAME].weight
+        return out
+
+    def save(self, path: str | os.PathLike, extra_metadata: dict[str, str] | None = None) -> None:
+        """Write the adapter as safetensors with metadata (atomically: temp file, then rename)."""
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.adapter_state_dict().items()}
+        meta = self.config.to_metadata()
+        meta.update(extra_metadata or {})
+        tmp = f"{os.fspath(path)}.tmp"
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+
+    def load_tensors(self, tensors: dict[str, Tensor], source: str) -> None:
+        expected = self.adapter_state_dict()
+        missing = sorted(set(expected) - set(tensors))
+        if missing:
+            raise AdapterError(f"{source} lacks {len(missing)} tensors, e.g. {missing[:3]}")
+        for key, ref in expected.items():
+            if tuple(tensors[key].shape) != tuple(ref.shape):
+                raise AdapterError(
+                    f"{source}: tensor {key} has shape {tuple(tensors[key].shape)}, "
+                    f"expected {tuple(ref.shape)} for rank {self.config.rank}, hidden {self.config.hidden_size}"
+                )
+        with torch.no_grad():
+            for key, ref in expected.items():
+                ref.copy_(tensors[key])
+
+
+def read_adapter_config(path: str | os.PathLike) -> AdapterConfig:
+    """Read and validate only the metadata of an adapter file."""
+    source = os.fspath(path)
+    if not os.path.isfile(source):
+        raise AdapterError(f"adapter file not found: {source}")
+    try:
+        with safe_open(source, framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise AdapterError(f"{source} is not a readable safetensors file ({exc}); adapters must be .safetensors") from None
+    return AdapterConfig.from_metadata(meta, source)
+
+
+def load_adapter(
+    path: str | os.PathLike, hidden_size: int | None = None, depth: int | None = None, depth_single_blocks: int | None = None
+) -> AnyPhotoAdapter:
+    """Load an adapter file, checking it fits a model of the given sizes (when given)."""
+    source = os.fspath(path)
+    config = read_adapter_config(source)
+    for name, want in (("hidden_size", hidden_size), ("depth", depth), ("depth_single_blocks", depth_single_blocks)):
+        have = getattr(config, name)
+        if want is not None and have != want:
+            raise AdapterError(
+                f"{source} was trained for a model with {name}={have}, but the loaded model has "
+                f"{name}={want}; use an adapter made for this model (FLUX.1-dev: hidden 3072, 19 double, 38 single)"
+            )
+    adapter = AnyPhotoAdapter(config)
+    with safe_open(source, framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    adapter.load_tensors(tensors, source)
+    return adapter

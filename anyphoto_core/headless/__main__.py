@@ -1,0 +1,7 @@
+"""``python -m anyphoto_core.headless``: see cli.py."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,113 @@
+"""Command line: ``python -m anyphoto_core.headless WORKFLOW.json [job options | --jobs JOBS.jsonl]``.
+
+Exit codes: 0 all jobs succeeded; 1 a job failed on the server (rejected workflow, node error, interrupted,
+timeout); 2 bad input (arguments, workflow file, job fields, a workflow lacking a node to fill);
+3 the server could not be reached. In batch mode a failed job does not stop the others; an unreachable
+server does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .client import DEFAULT_SERVER, ComfyClient, run_workflow
+from .errors import HeadlessError, JobError, ServerUnavailable
+from .jobs import Job, read_jobs_jsonl
+
+SINGLE_JOB_OPTIONS = ("prompt", "person", "units", "seed", "steps", "width", "height", "name")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m anyphoto_core.headless",
+        description="Queue an API-format ComfyUI workflow with AnyPhoto inputs filled in; save the images.",
+        epilog="Exit codes: 0 ok, 1 job failed on the server, 2 bad input, 3 server unreachable. "
+               "See docs/headless.md.")
+    p.add_argument("workflow", type=Path, help="API-format workflow JSON (ComfyUI: Workflow > Export (API))")
+    p.add_argument("--server", default=os.environ.get("COMFYUI_URL", DEFAULT_SERVER),
+                   help=f"ComfyUI URL (default: $COMFYUI_URL or {DEFAULT_SERVER})")
+    p.add_argument("--out", type=Path, default=Path("anyphoto_out"), help="folder for the images (default: %(default)s)")
+    p.add_argument("--jobs", type=Path, help="batch: JSONL file, one job object per line (see docs/headless.md)")
+    job = p.add_argument_group("single job (ignored fields keep the workflow's values)")
+    job.add_argument("--prompt", help="positive prompt text")
+    job.add_argument("--person", action="append", metavar="PHOTO[,PHOTO...]@X1,Y1,X2,Y2",
+                     help="one person: reference photo(s) and face box; repeat per person, in identity order")
+    job.add_argument("--units", choices=("fraction", "px"), help="units of the boxes (default: inferred)")
+    job.add_argument("--seed", type=int)
+    job.add_argument("--steps", type=int)
+    job.add_argument("--width", type=int)
+    job.add_argument("--height", type=int)
+    job.add_argument("--name", help="prefix of the saved file names")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait per job (default: %(default)s)")
+    p.add_argument("--include-temp", action="store_true", help="also save preview (temp) images")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def parse_person(text: str) -> dict:
+    """``"a.jpg,b.jpg@0.1,0.2,0.4,0.6"`` → ``{"photos": ["a.jpg", "b.jpg"], "box": [0.1, 0.2, 0.4, 0.6]}``."""
+    photos, sep, box = text.rpartition("@")
+    try:
+        values = [float(v) for v in box.split(",")]
+    except ValueError:
+        values = []
+    if not sep or not photos or len(values) != 4:
+        raise JobError(f"--person {text!r}: expected PHOTO[,PHOTO...]@X1,Y1,X2,Y2")
+    return {"photos": photos.split(","), "box": values}
+
+
+def load_workflow(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise JobError(f"cannot read workflow {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise JobError(f"workflow {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def jobs_from_args(args) -> list[tuple[Job, str]]:
+    """(job, file-name prefix) pairs from ``--jobs`` or the single-job options."""
+    given = [name for name in SINGLE_JOB_OPTIONS if getattr(args, name) is not None]
+    if args.jobs is not None:
+        if given:
+            raise JobError(f"--jobs cannot be combined with single-job options ({', '.join('--' + g for g in given)})")
+        jobs = read_jobs_jsonl(args.jobs)
+        return [(job, f"{job.name}_" if job.name else f"job{i:04d}_") for i, job in enumerate(jobs, 1)]
+    obj = {name: getattr(args, name) for name in given if name != "person"}
+    if args.person:
+        obj["people"] = [parse_person(p) for p in args.person]
+    job = Job.from_dict(obj, Path.cwd())
+    return [(job, f"{job.name}_" if job.name else "")]
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        workflow = load_workflow(args.workflow)
+        jobs = jobs_from_args(args)
+        client = ComfyClient(args.server)
+    except HeadlessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    worst = 0
+    for index, (job, prefix) in enumerate(jobs, 1):
+        label = f"job {index}/{len(jobs)}" if len(jobs) > 1 else "job"
+        try:
+            saved = run_workflow(workflow, job, args.out, client=client, prefix=prefix,
+                                 progress=not args.no_progress, timeout=args.timeout, include_temp=args.include_temp)
+        except HeadlessError as exc:
+            print(f"error: {label} failed: {exc}", file=sys.stderr)
+            worst = max(worst, exc.exit_code)
+            if isinstance(exc, ServerUnavailable):
+                break
+            continue
+        if not saved:
+            print(f"warning: {label} finished but its workflow saved no images (add a SaveImage node)",
+                  file=sys.stderr)
+        for path in saved:
+            print(path)
+    return worst
