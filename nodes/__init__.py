@@ -1,4 +1,28 @@
-"""AnyPhoto ComfyUI nodes (thin adapters over anyphoto_core)."""
+"""AnyPhoto ComfyUI nodes: thin adapters over anyphoto_core (classic V1 node classes)."""
 
-NODE_CLASS_MAPPINGS: dict = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+from . import host
+from .canvas import AnyPhotoBuildLocationCanvas
+from .faces import AnyPhotoArcFaceEmbed, AnyPhotoFaceAnalysisLoader, AnyPhotoLoadFaceRefs
+from .model import AnyPhotoAdapterLoader, AnyPhotoApply
+from .sampler import AnyPhotoIdentityIsolatedSampler
+
+host.register_model_folders()
+
+NODE_CLASS_MAPPINGS = {
+    "AnyPhotoFaceAnalysisLoader": AnyPhotoFaceAnalysisLoader,
+    "AnyPhotoAdapterLoader": AnyPhotoAdapterLoader,
+    "AnyPhotoLoadFaceRefs": AnyPhotoLoadFaceRefs,
+    "AnyPhotoArcFaceEmbed": AnyPhotoArcFaceEmbed,
+    "AnyPhotoBuildLocationCanvas": AnyPhotoBuildLocationCanvas,
+    "AnyPhotoApply": AnyPhotoApply,
+    "AnyPhotoIdentityIsolatedSampler": AnyPhotoIdentityIsolatedSampler,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "AnyPhotoFaceAnalysisLoader": "AnyPhoto Face Analysis Loader",
+    "AnyPhotoAdapterLoader": "AnyPhoto Adapter Loader",
+    "AnyPhotoLoadFaceRefs": "LoadFaceRefs",
+    "AnyPhotoArcFaceEmbed": "ArcFaceEmbed",
+    "AnyPhotoBuildLocationCanvas": "BuildLocationCanvas",
+    "AnyPhotoApply": "AnyPhotoApply",
+    "AnyPhotoIdentityIsolatedSampler": "IdentityIsolatedSampler",
+}

@@ -201,8 +201,9 @@ def _tiny_clip(folder: Path) -> None:
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     config = transformers.CLIPConfig(
-        text_config={"vocab_size": 64, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "max_position_embeddings": 77},
+        text_config={"vocab_size": 64, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1, "hidden_size": 16,
+                     "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                     "max_position_embeddings": 77},
         vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
                        "image_size": 32, "patch_size": 8},
         projection_dim=8,

@@ -148,6 +148,8 @@ def histogram_svg(values, title: str, lo: float, hi: float, bins: int = 20, widt
         mx = pad_l + plot_w * (mean - lo) / (hi - lo)
         parts.append(f'<line x1="{mx:.1f}" y1="{pad_t}" x2="{mx:.1f}" y2="{base}" stroke="#d33" '
                      'stroke-dasharray="4 3"/>')
-        parts.append(f'<text x="{mx + 3:.1f}" y="{pad_t + 10}" font-size="11" fill="#d33">mean {mean:.3f}</text>')
+        left = mx > pad_l + 0.7 * plot_w  # keep the label inside the plot
+        parts.append(f'<text x="{mx - 3 if left else mx + 3:.1f}" y="{pad_t + 10}" font-size="11" fill="#d33" '
+                     f'text-anchor="{"end" if left else "start"}">mean {mean:.3f}</text>')
     parts.append("</svg>")
     return "".join(parts)

@@ -205,7 +205,7 @@ td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
 .case h3{margin:4px 0}.prompt{margin:2px 0 6px;color:#555;font-size:13px}
 .row{display:flex;gap:10px;align-items:flex-start;flex-wrap:wrap}
 .refs{display:flex;flex-direction:column;gap:4px}.refs img{width:96px;height:96px}
-.gen{max-width:420px}.gt{max-width:220px;opacity:.95}
+.gen{width:420px;height:auto}.gt{width:220px;height:auto}
 .metrics td{text-align:center;font-size:12px}
 .dot{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:4px}
 .ok{color:#1a7f37;font-weight:bold}.bad{color:#c62828;font-weight:bold}.na{color:#888}

@@ -39,8 +39,8 @@ def pil_to_rgb(image: Image.Image) -> np.ndarray:
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        return np.asarray(_composite_on_white(image.convert("RGBA")))
-    return np.asarray(image.convert("RGB"))
+        return np.array(_composite_on_white(image.convert("RGBA")))
+    return np.array(image.convert("RGB"))
 
 
 def array_to_rgb(array: np.ndarray, name: str) -> np.ndarray:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .client import DEFAULT_SERVER, ComfyClient, run_workflow
 from .errors import HeadlessError, JobError, ServerUnavailable
+from .fill import validate_api_workflow
 from .jobs import Job, read_jobs_jsonl
 
 SINGLE_JOB_OPTIONS = ("prompt", "person", "units", "seed", "steps", "width", "height", "name")
@@ -30,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("workflow", type=Path, help="API-format workflow JSON (ComfyUI: Workflow > Export (API))")
     p.add_argument("--server", default=os.environ.get("COMFYUI_URL", DEFAULT_SERVER),
                    help=f"ComfyUI URL (default: $COMFYUI_URL or {DEFAULT_SERVER})")
-    p.add_argument("--out", type=Path, default=Path("anyphoto_out"), help="folder for the images (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("anyphoto_out"),
+                   help="folder for the images (default: %(default)s)")
     p.add_argument("--jobs", type=Path, help="batch: JSONL file, one job object per line (see docs/headless.md)")
     job = p.add_argument_group("single job (ignored fields keep the workflow's values)")
     job.add_argument("--prompt", help="positive prompt text")
@@ -62,7 +64,7 @@ def parse_person(text: str) -> dict:
 
 def load_workflow(path: Path) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return validate_api_workflow(json.loads(path.read_text(encoding="utf-8")))
     except OSError as exc:
         raise JobError(f"cannot read workflow {path}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:

@@ -138,7 +138,8 @@ class ComfyClient:
         ``timeout`` seconds, :class:`ServerUnavailable` if the connection drops.
         """
         deadline = time.monotonic() + timeout
-        bar = tqdm(total=0, unit="step", disable=not progress, leave=False, desc="sampling")
+        # mininterval=0: draw every message (one per sampler step, so no flood)
+        bar = tqdm(total=0, unit="step", disable=not progress, leave=False, desc="sampling", mininterval=0)
         try:
             while True:
                 ws.settimeout(max(deadline - time.monotonic(), 0.001))

@@ -12,8 +12,8 @@ prompt         CLIPTextEncode.text; CLIPTextEncodeFlux.clip_l + .t5xxl —      
                only the *positive* encoder(s), see :func:`positive_text_nodes`
 people         AnyPhotoLoadFaceRefs.photos                                      JSON ``[[name, ...], ...]``:
                                                                                 uploaded photo names per person
-people         AnyPhotoBuildLocationCanvas.placements                           placements JSON (placements.py),
-                                                                                fraction boxes
+people         AnyPhotoBuildLocationCanvas.placements                           placements JSON (placements.py):
+                                                                                the boxes, with the job's units
 seed           AnyPhotoIdentityIsolatedSampler.seed; KSampler.seed;             the seed
                KSamplerAdvanced.noise_seed; RandomNoise.noise_seed
 steps          AnyPhotoIdentityIsolatedSampler.steps; KSampler.steps;           the step count
@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import json
 
-from ..placements import parse_placements, placements_to_json
+from ..placements import PLACEMENTS_VERSION, parse_placements
 from .errors import JobError
 from .jobs import Job
 
@@ -82,14 +82,14 @@ def fill_workflow(workflow: dict, job: Job, photo_names: list[list[str]] | None 
         if photo_names is None or len(photo_names) != len(job.people):
             raise JobError("fill_workflow needs the uploaded photo names of every person (upload them first)")
         _fill_all(out, "people", FACE_REFS, json.dumps(photo_names))
-        width, height = _canvas_size(out, job)
         boxes = [list(p.box) for p in job.people]
-        obj = boxes if job.units is None else {"units": job.units, "people": [{"box": b} for b in boxes]}
+        placements = boxes if job.units is None else {"version": PLACEMENTS_VERSION, "units": job.units,
+                                                      "people": [{"box": b} for b in boxes]}
         try:
-            placements = parse_placements(obj, width, height)
+            parse_placements(placements, 1, 1)  # validates the boxes; the size only scales fractions
         except ValueError as exc:
             raise JobError(f"people boxes: {exc}") from None
-        _fill_all(out, "people", CANVAS, placements_to_json(placements, width, height))
+        _fill_all(out, "people", CANVAS, json.dumps(placements))
     return out
 
 
@@ -113,19 +113,6 @@ def positive_text_nodes(workflow: dict) -> list[str]:
         why = "has none" if not encoders else f"has {len(encoders)} but none feeds a 'positive' input"
         raise JobError(f"the job sets a prompt, but the workflow {why} of the text encoders ({looked})")
     return found
-
-
-def _canvas_size(workflow: dict, job: Job) -> tuple[int, int]:
-    """Output size for the placements: the job's, else the canvas node's own width/height values."""
-    if job.width is not None and job.height is not None:
-        return job.width, job.height
-    for node in workflow.values():
-        if node["class_type"] in CANVAS:
-            w, h = node["inputs"].get("width"), node["inputs"].get("height")
-            if isinstance(w, int) and isinstance(h, int):
-                return job.width or w, job.height or h
-    raise JobError("people need the output size: give width and height in the job "
-                   "(the workflow's AnyPhotoBuildLocationCanvas has no literal width/height)")
 
 
 def _fill_all(workflow: dict, field: str, rules: dict, value) -> None:

@@ -56,7 +56,7 @@ def import_comfy():
 
 def _tiny_flux_module():
     import_comfy()
-    from tiny_flux_pack import tiny_flux  # a sibling package: this folder is on sys.path, as comfy_harness is
+    from .tiny_flux_pack import tiny_flux
 
     return tiny_flux
 
@@ -88,6 +88,23 @@ def sample(patcher, positive, negative, latent: torch.Tensor, steps: int = 4, cf
     noise = comfy.sample.prepare_noise(latent, seed)
     return comfy.sample.sample(patcher, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent,
                                seed=seed, disable_pbar=True)
+
+
+def tiny_api_workflow(width=128, height=96, seed=5, steps=2, prefix="harness"):
+    """API-format graph: tiny FLUX + random conditioning + EmptyLatentImage + KSampler → SaveImage."""
+    return {
+        "1": {"class_type": "AnyPhotoTestTinyFluxLoader",
+              "inputs": {"seed": 1, "hidden_size": 128, "num_heads": 2, "depth": 2, "depth_single_blocks": 2}},
+        "2": {"class_type": "AnyPhotoTestRandomConditioning", "inputs": {"model": ["1", 0], "seed": 2, "tokens": 16}},
+        "3": {"class_type": "AnyPhotoTestRandomConditioning", "inputs": {"model": ["1", 0], "seed": 3, "tokens": 16}},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": width, "height": height, "batch_size": 1}},
+        "5": {"class_type": "KSampler",
+              "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0],
+                         "seed": seed, "steps": steps, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple",
+                         "denoise": 1.0}},
+        "6": {"class_type": "AnyPhotoTestLatentToImage", "inputs": {"samples": ["5", 0]}},
+        "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": prefix}},
+    }
 
 
 def free_port() -> int:

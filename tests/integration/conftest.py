@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import comfy_harness
+from integration import comfy_harness
 
 _HERE = Path(__file__).resolve().parent
 

@@ -4,11 +4,12 @@ import json
 import time
 import urllib.request
 
-import comfy_harness
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from integration import comfy_harness
 
 
 def test_tiny_flux_samples_in_library_mode(comfy):
@@ -36,28 +37,11 @@ def test_tiny_flux_samples_in_library_mode(comfy):
     assert (other_prompt - out).abs().max() > 1e-6  # the conditioning reaches the model
 
 
-def tiny_api_workflow(width=128, height=96, seed=5, steps=2, prefix="harness"):
-    """API-format graph: tiny FLUX + random conditioning + EmptyLatentImage + KSampler → SaveImage."""
-    return {
-        "1": {"class_type": "AnyPhotoTestTinyFluxLoader",
-              "inputs": {"seed": 1, "hidden_size": 128, "num_heads": 2, "depth": 2, "depth_single_blocks": 2}},
-        "2": {"class_type": "AnyPhotoTestRandomConditioning", "inputs": {"model": ["1", 0], "seed": 2, "tokens": 16}},
-        "3": {"class_type": "AnyPhotoTestRandomConditioning", "inputs": {"model": ["1", 0], "seed": 3, "tokens": 16}},
-        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": width, "height": height, "batch_size": 1}},
-        "5": {"class_type": "KSampler",
-              "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0],
-                         "seed": seed, "steps": steps, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple",
-                         "denoise": 1.0}},
-        "6": {"class_type": "AnyPhotoTestLatentToImage", "inputs": {"samples": ["5", 0]}},
-        "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": prefix}},
-    }
-
-
 def test_server_runs_api_prompt_end_to_end(comfy_server):
     info = comfy_server.get_json("/object_info/AnyPhotoTestTinyFluxLoader")
     assert info["AnyPhotoTestTinyFluxLoader"]["output"] == ["MODEL"]
 
-    body = json.dumps({"prompt": tiny_api_workflow(), "client_id": "harness-test"}).encode()
+    body = json.dumps({"prompt": comfy_harness.tiny_api_workflow(), "client_id": "harness-test"}).encode()
     req = urllib.request.Request(comfy_server.url + "/prompt", data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         queued = json.loads(resp.read())

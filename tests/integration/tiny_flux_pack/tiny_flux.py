@@ -80,7 +80,8 @@ def build_tiny_flux(seed: int = 0, **config):
     model_config.set_inference_dtype(torch.float32, None)
     base = model_config.get_model({})
     base.diffusion_model.load_state_dict(random_flux_state_dict(base.diffusion_model, seed))
-    return comfy.model_patcher.ModelPatcher(base, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+    return comfy.model_patcher.ModelPatcher(base, load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())
 
 
 def random_conditioning(patcher, seed: int, tokens: int = 16, batch: int = 1, guidance: float = 3.5) -> list:

@@ -1,0 +1,192 @@
+"""AnyPhoto Adapter Loader and AnyPhotoApply: patch a clone of a ComfyUI FLUX MODEL."""
+
+from __future__ import annotations
+
+import inspect
+import os
+
+import torch
+
+from anyphoto_core.adapter import AdapterError, load_adapter
+from anyphoto_core.conditioning import encode_canvas_tokens
+from anyphoto_core.tokens import PIXELS_PER_TOKEN
+
+from . import host
+from .patching import WRAPPER_KEY, AnyPhotoWrapper, IdentityPayload, NotFluxError, check_flux_model, scaled_lora
+from .types import ADAPTER, CANVAS, EMBEDS
+
+CATEGORY = "AnyPhoto/model"
+
+
+def adapter_patcher(adapter):
+    """A ``comfy.model_patcher.ModelPatcher`` around an ``AnyPhotoAdapter`` so ComfyUI's model
+    management loads and offloads it with the diffusion model (``set_additional_models``)."""
+    import comfy.model_management
+    import comfy.model_patcher
+
+    return comfy.model_patcher.ModelPatcher(adapter, load_device=comfy.model_management.get_torch_device(),
+                                            offload_device=comfy.model_management.unet_offload_device())
+
+
+class AnyPhotoAdapterLoader:
+    DESCRIPTION = "Loads an AnyPhoto adapter (.safetensors) from models/anyphoto."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"adapter_name": (host.safetensors_files("anyphoto"), {"tooltip":
+                             "adapter file in models/anyphoto (safetensors only)"})}}
+
+    RETURN_TYPES = (ADAPTER,)
+    RETURN_NAMES = ("adapter",)
+    FUNCTION = "load"
+    CATEGORY = CATEGORY
+
+    def load(self, adapter_name):
+        import folder_paths
+
+        if not str(adapter_name).lower().endswith(".safetensors"):
+            raise AdapterError(f"{adapter_name}: AnyPhoto adapters load from .safetensors files only")
+        path = folder_paths.get_full_path("anyphoto", adapter_name)
+        if path is None or not os.path.isfile(path):
+            raise AdapterError(f"adapter {adapter_name!r} not found in models/anyphoto")
+        return (adapter_patcher(load_adapter(path)),)
+
+
+def parse_weights(text: str, count: int, base: float) -> list[float]:
+    """Per-person identity weights: comma list (``"1, 0.8"``), missing entries = 1; times ``base``."""
+    items = [t.strip() for t in (text or "").split(",") if t.strip()]
+    if len(items) > count:
+        raise ValueError(f"{len(items)} person weights given for {count} people")
+    try:
+        values = [float(t) for t in items]
+    except ValueError:
+        raise ValueError(f"person_weights must be numbers separated by commas, got {text!r}") from None
+    return [base * w for w in values + [1.0] * (count - len(values))]
+
+
+def comfy_attention(transformer_options: dict):
+    """The core's ``attn_fn(q, k, v, mask)`` on ComfyUI's selected attention (sage/xformers/SDPA/...)."""
+    import comfy.ldm.modules.attention as attention
+
+    fn = attention.optimized_attention  # read per call: ComfyUI picks it at start-up
+    kwargs = {"transformer_options": transformer_options} if _accepts(fn, "transformer_options") else {}
+
+    def attn_fn(q, k, v, mask=None):
+        return fn(q, k, v, q.shape[1], skip_reshape=True, mask=mask, **kwargs)
+
+    return attn_fn
+
+
+def _accepts(fn, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def check_block_replace_contract(diffusion_model) -> None:
+    """The FLUX forward must take ``transformer_options`` (block replacement and post_input live there)."""
+    forward = getattr(diffusion_model, "forward_orig", None)
+    if forward is None or not _accepts(forward, "transformer_options"):
+        raise NotFluxError(
+            "this ComfyUI's FLUX forward has no transformer_options (block-replace patches); update ComfyUI "
+            "to v0.3.64 or newer"
+        )
+
+
+class AnyPhotoApply:
+    DESCRIPTION = ("Returns a patched clone of the FLUX MODEL that adds each person's location-aligned identity "
+                   "tokens (isolated attention, identity-only LoRA and modulation). The input MODEL is untouched.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        pct = {"min": 0.0, "max": 1.0, "step": 0.01}
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "FLUX.1-dev diffusion model"}),
+            "adapter": (ADAPTER, {"tooltip": "from AnyPhoto Adapter Loader"}),
+            "vae": ("VAE", {"tooltip": "FLUX VAE (ae.safetensors); encodes the canvases"}),
+            "canvas": (CANVAS, {"tooltip": "from BuildLocationCanvas"}),
+            "embeds": (EMBEDS, {"tooltip": "from ArcFaceEmbed, same people in the same order"}),
+            "identity_weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.05, "tooltip":
+                                "scales every person's identity modulation offset"}),
+            "person_weights": ("STRING", {"default": "", "tooltip":
+                               "optional per-person multipliers, comma separated (e.g. 1, 0.8); missing = 1"}),
+            "lora_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05, "tooltip":
+                              "strength of the identity-only LoRA"}),
+            "start_percent": ("FLOAT", {"default": 0.0, **pct, "tooltip":
+                              "identities act from this point of sampling"}),
+            "end_percent": ("FLOAT", {"default": 1.0, **pct, "tooltip": "identities act until this point of sampling"}),
+        }}
+
+    RETURN_TYPES = ("MODEL",)
+    RETURN_NAMES = ("model",)
+    FUNCTION = "apply"
+    CATEGORY = CATEGORY
+
+    def apply(self, model, adapter, vae, canvas, embeds, identity_weight, person_weights, lora_strength,
+              start_percent, end_percent):
+        import comfy.patcher_extension
+
+        if start_percent > end_percent:
+            raise ValueError(f"start_percent {start_percent} is after end_percent {end_percent}")
+        dm = model.model.diffusion_model
+        depth, singles = check_flux_model(dm)
+        check_block_replace_contract(dm)
+        core = adapter.model
+        cfg = core.config
+        if (cfg.hidden_size, cfg.depth, cfg.depth_single_blocks) != (dm.hidden_size, depth, singles):
+            raise AdapterError(
+                f"the adapter was made for hidden {cfg.hidden_size}, {cfg.depth} double / {cfg.depth_single_blocks} "
+                f"single blocks; this model has hidden {dm.hidden_size}, {depth} / {singles}"
+            )
+        count = len(canvas.canvases)
+        if embeds.embeddings.shape[0] != count:
+            raise ValueError(f"{count} canvases but {embeds.embeddings.shape[0]} embeddings: feed BuildLocationCanvas "
+                             "and ArcFaceEmbed from the same LoadFaceRefs")
+        weights = parse_weights(person_weights, count, identity_weight)
+        bar = host.progress_bar(3)
+        tokens = encode_canvas_tokens(list(canvas.canvases), lambda x: _vae_encode(vae, model, x),
+                                      type_index=cfg.type_index)
+        bar.update(1)
+        with torch.no_grad():
+            deltas = core.modulation_offsets(torch.from_numpy(embeds.embeddings)).float().cpu()
+        deltas = deltas * torch.tensor(weights)[:, None]
+        bar.update(1)
+        ms = model.get_model_object("model_sampling")
+        width, height = canvas.size
+        payload = IdentityPayload(
+            tokens=torch.cat([t.tokens for t in tokens], dim=1).detach().cpu(),
+            ids=torch.cat([t.ids for t in tokens], dim=0).float().cpu(),
+            lengths=tuple(t.count for t in tokens),
+            deltas=deltas,
+            grid=(height // PIXELS_PER_TOKEN, width // PIXELS_PER_TOKEN),
+            size=(width, height),
+            lora_delta=scaled_lora(core, lora_strength),
+            sigma_start=float(ms.percent_to_sigma(start_percent)),
+            sigma_end=float(ms.percent_to_sigma(end_percent)),
+        )
+        patched = model.clone()
+        patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
+                                     AnyPhotoWrapper(payload, comfy_attention))
+        patched.set_additional_models(WRAPPER_KEY, [adapter])
+        bar.update(1)
+        return (patched,)
+
+
+def _vae_encode(vae, model, images: torch.Tensor) -> torch.Tensor:
+    """Core encode contract ((N, 3, H, W) in [-1, 1] -> model-space latents) on ComfyUI's VAE."""
+    pixels = ((images.permute(0, 2, 3, 1) + 1.0) / 2.0).clamp(0, 1)
+    latent = vae.encode(pixels)
+    return model.model.process_latent_in(latent).float().cpu()
+
+
+def identity_payload(model) -> IdentityPayload | None:
+    """The payload of AnyPhotoApply on ``model`` (a ModelPatcher), or None if it is not patched."""
+    import comfy.patcher_extension
+
+    wrappers = model.get_wrappers(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY)
+    for w in wrappers or []:
+        if isinstance(w, AnyPhotoWrapper):
+            return w.payload
+    return None

@@ -1,0 +1,176 @@
+"""AnyPhoto nodes on a real ComfyUI (tiny FLUX from ComfyUI's own classes). Needs COMFYUI_PATH."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from integration import comfy_harness
+from anyphoto_core.canvas import LocationCanvas
+from anyphoto_core.placements import Placement
+from tests.tiny import tiny_adapter
+
+ROOT = comfy_harness.Path(__file__).resolve().parents[2]
+W, H = 96, 64
+
+
+class FakeVAE:
+    """Deterministic stand-in for ComfyUI's VAE: BHWC [0,1] -> (B, 16, H/8, W/8)."""
+
+    def encode(self, pixels):
+        x = pixels.permute(0, 3, 1, 2) * 2 - 1
+        pooled = torch.nn.functional.avg_pool2d(x, 8)
+        proj = torch.linspace(-1, 1, 48).reshape(16, 3)
+        return torch.einsum("bchw,oc->bohw", pooled, proj)
+
+
+def _canvas_set(n):
+    from nodes.types import CanvasSet
+
+    canvases, placements = [], []
+    rng = np.random.default_rng(n)
+    for k in range(n):
+        mask = np.zeros((H, W), bool)
+        x0 = 8 + 28 * k
+        mask[16:48, x0:x0 + 24] = True
+        img = np.full((H, W, 3), 255, np.uint8)
+        img[mask] = rng.integers(0, 255, (mask.sum(), 3))
+        canvases.append(LocationCanvas(img, mask, 1.0, (x0, 16), (24, 32)))
+        placements.append(Placement.from_box((x0, 16, x0 + 24, 48)))
+    return CanvasSet(tuple(canvases), tuple(placements), (W, H))
+
+
+def _embeds(n):
+    from nodes.types import IdentityEmbeds
+
+    e = np.random.default_rng(7).normal(size=(n, 512)).astype(np.float32)
+    return IdentityEmbeds(e / np.linalg.norm(e, axis=1, keepdims=True), "test")
+
+
+@pytest.fixture(scope="module")
+def base(comfy):
+    return comfy_harness.build_tiny_flux(seed=0)
+
+
+def _adapter_for(base):
+    from anyphoto_core.flux import FluxParams
+    from nodes.model import adapter_patcher
+
+    dm = base.model.diffusion_model
+    params = FluxParams(hidden_size=dm.hidden_size, num_heads=dm.num_heads, depth=len(dm.double_blocks),
+                        depth_single_blocks=len(dm.single_blocks))
+    return adapter_patcher(tiny_adapter(params).float())
+
+
+def _apply(base, n, **kw):
+    from nodes.model import AnyPhotoApply
+
+    args = dict(identity_weight=1.0, person_weights="", lora_strength=1.0, start_percent=0.0, end_percent=1.0)
+    args.update(kw)
+    return AnyPhotoApply().apply(base, _adapter_for(base), FakeVAE(), _canvas_set(n), _embeds(n), **args)[0]
+
+
+def _run(patcher, cfg, batch=2, seed=0):
+    pos = comfy_harness.random_conditioning(patcher, 1)
+    neg = comfy_harness.random_conditioning(patcher, 2)
+    latent = comfy_harness.empty_latent(W, H, batch)
+    return comfy_harness.sample(patcher, pos, neg, latent, steps=3, cfg=cfg, seed=seed)
+
+
+@pytest.mark.parametrize("people", [1, 3])
+@pytest.mark.parametrize("cfg", [1.0, 3.0])
+def test_apply_changes_output_and_leaves_base_bit_identical(base, people, cfg):
+    before = _run(base, cfg)
+    patched = _apply(base, people)
+    out = _run(patched, cfg)
+    after = _run(base, cfg)
+    assert out.shape == before.shape and torch.isfinite(out).all()
+    assert (out - before).abs().max() > 1e-4
+    assert torch.equal(before, after)
+
+
+def test_identities_hidden_from_global_queries_reproduce_base(base):
+    from nodes.patching import DISABLE_FLAG  # noqa: F401  (documented flag; here the hidden path is tested)
+    from nodes.sampler import with_flags
+
+    patched = _apply(base, 2)
+    # only uncond rows hide identities: with cfg > 1 and the identities cond-only, feed the same prompt
+    # to positive and negative and compare the uncond prediction through the real sampler path.
+    x = torch.randn(2, 16, H // 8, W // 8)
+    sigma = torch.tensor([0.7, 0.7])
+    cond = comfy_harness.random_conditioning(patched, 1)
+    import comfy.samplers
+
+    def predict(p, cond_or_uncond):
+        guider = comfy.samplers.CFGGuider(p)
+        guider.set_conds(cond, cond)
+        guider.set_cfg(1.0)
+        guider.inner_model, guider.conds, _ = comfy.sampler_helpers.prepare_sampling(p, x.shape, guider.conds, {})
+        conds = comfy.samplers.process_conds(guider.inner_model, x, guider.conds, x.device)
+        opts = with_flags(p.model_options)
+        for k, v in p.wrappers.items():
+            opts["transformer_options"].setdefault("wrappers", {})[k] = v
+        chunk = conds["positive"] if cond_or_uncond == 0 else conds["negative"]
+        calc = comfy.samplers.calc_cond_batch(guider.inner_model, [chunk if cond_or_uncond == 0 else None,
+                                                                   chunk if cond_or_uncond == 1 else None],
+                                              x, sigma, opts)
+        return calc[cond_or_uncond]
+
+    import comfy.sampler_helpers  # noqa: F401
+
+    base_uncond = predict(base, 1)
+    patched_uncond = predict(patched, 1)
+    patched_cond = predict(patched, 0)
+    torch.testing.assert_close(patched_uncond, base_uncond, rtol=1e-5, atol=1e-5)
+    assert (patched_cond - base_uncond).abs().max() > 1e-4
+
+
+def test_latent_size_mismatch_is_a_clear_error(base):
+    patched = _apply(base, 1)
+    pos = comfy_harness.random_conditioning(patched, 1)
+    with pytest.raises(ValueError, match=r"latent is 64x64 px but the AnyPhoto canvas is 96x64"):
+        comfy_harness.sample(patched, pos, pos, comfy_harness.empty_latent(64, 64, 1), steps=1)
+
+
+def test_non_flux_model_is_refused(comfy):
+    from nodes.patching import NotFluxError, check_flux_model
+
+    with pytest.raises(NotFluxError, match="FLUX.1"):
+        check_flux_model(torch.nn.Linear(2, 2))
+
+
+def test_core_block_forwards_equal_comfy_blocks_without_visible_identities(base):
+    from anyphoto_core.attention import sdpa_attention
+    from anyphoto_core.blocks import IdentityContext, double_block_forward, single_block_forward
+    from anyphoto_core.tokens import image_token_ids
+
+    dm = base.model.diffusion_model
+    c, n_txt, n_img = dm.hidden_size, 5, 12
+    g = torch.Generator().manual_seed(0)
+    img, txt = torch.randn(2, n_img, c, generator=g), torch.randn(2, n_txt, c, generator=g)
+    vec = torch.randn(2, c, generator=g)
+    ids = torch.cat([torch.zeros(n_txt, 3), image_token_ids(3, 4)])[None].expand(2, -1, -1)
+    pe = dm.pe_embedder(ids)
+    ctx = IdentityContext(lengths=(0,), id_vec=vec[:, None], attn_fn=sdpa_attention)
+    with torch.no_grad():
+        ref_img, ref_txt = dm.double_blocks[0](img=img, txt=txt, vec=vec, pe=pe)
+        out_img, out_txt = double_block_forward(dm.double_blocks[0], img, txt, vec, pe, ctx, "double_blocks.0")
+        x = torch.cat([txt, img], 1)
+        ref_x = dm.single_blocks[0](x, vec=vec, pe=pe)
+        out_x = single_block_forward(dm.single_blocks[0], x, vec, pe, ctx, "single_blocks.0")
+    torch.testing.assert_close(out_img, ref_img, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out_txt, ref_txt, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out_x, ref_x, rtol=1e-5, atol=1e-5)
+
+
+def test_pack_loads_in_comfyui(tmp_path):
+    (tmp_path / "custom_nodes").mkdir()
+    (tmp_path / "custom_nodes" / "anyphoto").symlink_to(ROOT, target_is_directory=True)
+    proc = subprocess.run([sys.executable, "main.py", "--cpu", "--quick-test-for-ci", "--base-directory", str(tmp_path)],
+                          cwd=comfy_harness.comfyui_path(), capture_output=True, text=True, timeout=180)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "IMPORT FAILED" not in log or "anyphoto" not in log.split("IMPORT FAILED", 1)[1][:300], log[-3000:]
+    assert "anyphoto" in log
