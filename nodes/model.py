@@ -18,13 +18,30 @@ from .types import ADAPTER, CANVAS, EMBEDS
 CATEGORY = "AnyPhoto/model"
 
 
+class AdapterWeights(torch.nn.Module):
+    """The adapter's real weights (projector, LoRA A/B) as one module ComfyUI can move.
+
+    The adapter's peft LoRA layers sit on weightless (meta) shadow linears that cannot be moved, so
+    the ModelPatcher holds this container of the *same* submodules; ``adapter`` is the full object."""
+
+    def __init__(self, adapter):
+        super().__init__()
+        self.projector = adapter.projector
+        self.lora = torch.nn.ModuleList(m for name, m in adapter.named_modules() if name.endswith(("lora_A", "lora_B")))
+        self._adapter = (adapter,)  # a tuple: not registered as a submodule
+
+    @property
+    def adapter(self):
+        return self._adapter[0]
+
+
 def adapter_patcher(adapter):
-    """A ``comfy.model_patcher.ModelPatcher`` around an ``AnyPhotoAdapter`` so ComfyUI's model
-    management loads and offloads it with the diffusion model (``set_additional_models``)."""
+    """A ``comfy.model_patcher.ModelPatcher`` around an ``AnyPhotoAdapter``'s weights so ComfyUI's model
+    management loads and offloads them with the diffusion model (``set_additional_models``)."""
     import comfy.model_management
     import comfy.model_patcher
 
-    return comfy.model_patcher.ModelPatcher(adapter, load_device=comfy.model_management.get_torch_device(),
+    return comfy.model_patcher.ModelPatcher(AdapterWeights(adapter), load_device=comfy.model_management.get_torch_device(),
                                             offload_device=comfy.model_management.unet_offload_device())
 
 
@@ -133,7 +150,7 @@ class AnyPhotoApply:
         dm = model.model.diffusion_model
         depth, singles = check_flux_model(dm)
         check_block_replace_contract(dm)
-        core = adapter.model
+        core = adapter.model.adapter
         cfg = core.config
         if (cfg.hidden_size, cfg.depth, cfg.depth_single_blocks) != (dm.hidden_size, depth, singles):
             raise AdapterError(

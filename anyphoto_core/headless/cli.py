@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("anyphoto_out"),
                    help="folder for the images (default: %(default)s)")
     p.add_argument("--jobs", type=Path, help="batch: JSONL file, one job object per line (see docs/headless.md)")
-    job = p.add_argument_group("single job (ignored fields keep the workflow's values)")
+    job = p.add_argument_group("single job (options left out keep the workflow's values)")
     job.add_argument("--prompt", help="positive prompt text")
     job.add_argument("--person", action="append", metavar="PHOTO[,PHOTO...]@X1,Y1,X2,Y2",
                      help="one person: reference photo(s) and face box; repeat per person, in identity order")

@@ -83,6 +83,8 @@ class ComfyClient:
             raise PromptRejected("\n".join(lines + ([format_node_errors(node_errors)] if node_errors else [])))
         if node_errors:
             raise PromptRejected("ComfyUI reported errors in the workflow:\n" + format_node_errors(node_errors))
+        if "prompt_id" not in body:
+            raise PromptRejected(f"ComfyUI answered /prompt without a prompt_id: {resp.text[:300]}")
         return body["prompt_id"]
 
     def history(self, prompt_id: str, wait: float = 10.0) -> dict:
@@ -138,8 +140,7 @@ class ComfyClient:
         ``timeout`` seconds, :class:`ServerUnavailable` if the connection drops.
         """
         deadline = time.monotonic() + timeout
-        # mininterval=0: draw every message (one per sampler step, so no flood)
-        bar = tqdm(total=0, unit="step", disable=not progress, leave=False, desc="sampling", mininterval=0)
+        bar = None
         try:
             while True:
                 ws.settimeout(max(deadline - time.monotonic(), 0.001))
@@ -156,6 +157,8 @@ class ComfyClient:
                 if data.get("prompt_id", prompt_id) != prompt_id:
                     continue
                 if kind == "progress":
+                    if bar is None:  # mininterval=0: draw every message (one per sampler step, so no flood)
+                        bar = tqdm(unit="step", disable=not progress, leave=False, desc="sampling", mininterval=0)
                     if bar.total != data.get("max"):
                         bar.reset(total=data.get("max"))
                     bar.update(data.get("value", 0) - bar.n)
@@ -169,7 +172,8 @@ class ComfyClient:
                                                      and "prompt_id" in data):  # older servers: queue idle
                     return
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
 
     def run(self, workflow: dict, out_dir: Path | str, prefix: str = "", progress: bool = True,
             timeout: float = 3600.0, include_temp: bool = False) -> list[Path]:

@@ -8,9 +8,12 @@ import pytest
 import torch
 
 from integration import comfy_harness
+from integration.anyphoto_pack import load_pack
 from anyphoto_core.canvas import LocationCanvas
 from anyphoto_core.placements import Placement
 from tests.tiny import tiny_adapter
+
+PACK = load_pack()
 
 ROOT = comfy_harness.Path(__file__).resolve().parents[2]
 W, H = 96, 64
@@ -27,8 +30,7 @@ class FakeVAE:
 
 
 def _canvas_set(n):
-    from nodes.types import CanvasSet
-
+    CanvasSet = PACK.types.CanvasSet
     canvases, placements = [], []
     rng = np.random.default_rng(n)
     for k in range(n):
@@ -43,8 +45,7 @@ def _canvas_set(n):
 
 
 def _embeds(n):
-    from nodes.types import IdentityEmbeds
-
+    IdentityEmbeds = PACK.types.IdentityEmbeds
     e = np.random.default_rng(7).normal(size=(n, 512)).astype(np.float32)
     return IdentityEmbeds(e / np.linalg.norm(e, axis=1, keepdims=True), "test")
 
@@ -56,7 +57,7 @@ def base(comfy):
 
 def _adapter_for(base):
     from anyphoto_core.flux import FluxParams
-    from nodes.model import adapter_patcher
+    adapter_patcher = PACK.model.adapter_patcher
 
     dm = base.model.diffusion_model
     params = FluxParams(hidden_size=dm.hidden_size, num_heads=dm.num_heads, depth=len(dm.double_blocks),
@@ -65,8 +66,7 @@ def _adapter_for(base):
 
 
 def _apply(base, n, **kw):
-    from nodes.model import AnyPhotoApply
-
+    AnyPhotoApply = PACK.model.AnyPhotoApply
     args = dict(identity_weight=1.0, person_weights="", lora_strength=1.0, start_percent=0.0, end_percent=1.0)
     args.update(kw)
     return AnyPhotoApply().apply(base, _adapter_for(base), FakeVAE(), _canvas_set(n), _embeds(n), **args)[0]
@@ -92,8 +92,7 @@ def test_apply_changes_output_and_leaves_base_bit_identical(base, people, cfg):
 
 
 def test_identities_hidden_from_global_queries_reproduce_base(base):
-    from nodes.patching import DISABLE_FLAG  # noqa: F401  (documented flag; here the hidden path is tested)
-    from nodes.sampler import with_flags
+    with_flags = PACK.sampler.with_flags
 
     patched = _apply(base, 2)
     # only uncond rows hide identities: with cfg > 1 and the identities cond-only, feed the same prompt
@@ -135,8 +134,7 @@ def test_latent_size_mismatch_is_a_clear_error(base):
 
 
 def test_non_flux_model_is_refused(comfy):
-    from nodes.patching import NotFluxError, check_flux_model
-
+    NotFluxError, check_flux_model = PACK.patching.NotFluxError, PACK.patching.check_flux_model
     with pytest.raises(NotFluxError, match="FLUX.1"):
         check_flux_model(torch.nn.Linear(2, 2))
 

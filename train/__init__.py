@@ -1,0 +1,1 @@
+"""AnyPhoto offline trainer (runs without ComfyUI). See docs/training.md."""

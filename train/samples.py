@@ -1,0 +1,46 @@
+"""Preview grids during training: fixed samples (stream positions 0..n-1, no augmentation) generated
+with the core Euler sampler and the patched forward; one row per sample: target | canvases | generated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from anyphoto_core.conditioning import identity_batch
+from anyphoto_core.sampling import euler_sample, flux_schedule
+from anyphoto_core.tokens import unpack_tokens
+
+
+@torch.no_grad()
+def generate(trainer, position: int, steps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(target, canvas composite, generated) uint8 (R, R, 3) for the un-augmented sample at ``position``."""
+    sample = trainer.data.build(position, trainer.step, augment=False)
+    s = trainer.prepare(sample)
+    flux, adapter = trainer.models.flux, trainer.adapter
+    dtype = flux.img_in.weight.dtype
+    ids = identity_batch(s.tokens, adapter.modulation_offsets(s.embeddings), batch=1)
+    txt_ids = torch.zeros(1, s.txt.shape[1], 3, device=s.x0.device)
+    guidance = torch.full((1,), trainer.config.model.guidance, device=s.x0.device, dtype=dtype)
+
+    def velocity(x, t, with_identity):
+        return flux.forward_anyphoto(x.to(dtype), s.img_ids, s.txt.to(dtype), txt_ids, t.to(dtype), s.y.to(dtype),
+                                     guidance, ids if with_identity else None, lora_delta=adapter.lora_delta).float()
+
+    noise = torch.randn(s.x0.shape, generator=torch.Generator().manual_seed(seed)).to(s.x0.device)
+    x0 = euler_sample(velocity, noise, flux_schedule(steps, s.x0.shape[1]))
+    image = trainer.models.codec.decode(unpack_tokens(x0, *s.grid)).float()
+    generated = ((image[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
+    canvas = np.min(np.stack([c.image for c in sample.canvases]), axis=0)
+    return sample.image, canvas, generated
+
+
+def save_sample_grid(trainer, path: str | Path, count: int = 2) -> Path:
+    rows = [np.concatenate(generate(trainer, i, trainer.config.run.sample_steps), axis=1)
+            for i in range(min(count, len(trainer.data)))]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    return path
