@@ -8,9 +8,17 @@ Two implementations with one contract:
 * :func:`masked_reference_attention` builds the full additive ``(N, N)`` star mask and makes one
   call. Plain and obviously right; used by tests as the reference.
 * :func:`isolated_attention` is exact and never builds an ``(N, N)`` mask: one unmasked call for
-  the global queries over all keys, and one call for all identity queries over all keys with an
-  additive ``(M, N)`` mask that only hides other identities (``M`` = identity tokens, usually a
-  few hundred). With a single identity no mask is needed at all.
+  the global queries over all keys, then the identity queries in one of two ways, whichever
+  computes less:
+
+  - *masked* (pruned face tokens, the usual case): one call for all identity queries over all
+    keys with an additive ``(M, N)`` mask that only hides other identities (``M`` = identity
+    tokens, a few hundred); the hidden ``M^2 - sum(m_i^2)`` scores are computed and discarded;
+  - *split* (large identity blocks, e.g. unpruned canvases): one unmasked call per identity over
+    ``[global keys | own keys]``, used when the masked call would waste more than
+    :data:`SPLIT_WASTE_FRACTION` of its work.
+
+  With a single identity no mask is needed at all.
 
 All functions take ``q, k, v`` of shape ``(B, H, N, D)`` with RoPE already applied and return
 ``(B, N, H*D)``. The attention kernel is a parameter: ``attn_fn(q, k, v, mask)`` with ``mask``
@@ -27,6 +35,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 AttentionFn = Callable[[Tensor, Tensor, Tensor, Tensor | None], Tensor]
+#: Split identity queries into per-identity calls when the masked call would spend more than this
+#: fraction of its query-key scores on hidden (other-identity) pairs.
+SPLIT_WASTE_FRACTION = 0.25
 
 
 def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -98,9 +109,38 @@ def isolated_attention(
     if all_see and not needs_id_mask:
         return attn_fn(q, k, v, None)
     out_global = _global_attention(q[:, :, :n_global], k, v, n_global, attn_fn, global_sees_identities)
+    if needs_id_mask and splits_identity_queries(n_global, lengths):
+        return torch.cat([out_global, *_per_identity_attention(q, k, v, n_global, lengths, attn_fn)], dim=1)
     mask = identity_query_mask(n_global, lengths, dtype=q.dtype, device=q.device) if needs_id_mask else None
     out_ids = attn_fn(q[:, :, n_global:], k, v, mask)
     return torch.cat([out_global, out_ids], dim=1)
+
+
+def splits_identity_queries(n_global: int, lengths: Sequence[int]) -> bool:
+    """True when per-identity calls beat one masked call (see :data:`SPLIT_WASTE_FRACTION`).
+
+    The masked call scores ``M * (n_global + M)`` query-key pairs, of which
+    ``M^2 - sum(m_i^2)`` are hidden.
+    """
+    m = sum(lengths)
+    hidden = m * m - sum(n * n for n in lengths)
+    return hidden > SPLIT_WASTE_FRACTION * m * (n_global + m)
+
+
+def _per_identity_attention(
+    q: Tensor, k: Tensor, v: Tensor, n_global: int, lengths: Sequence[int], attn_fn: AttentionFn
+) -> list[Tensor]:
+    """Identity ``i``'s queries over ``[global keys | identity i keys]``, one unmasked call each."""
+    outs, start = [], n_global
+    for length in lengths:
+        own = slice(start, start + length)
+        start += length
+        if length == 0:
+            continue
+        keys = torch.cat([k[:, :, :n_global], k[:, :, own]], dim=2)
+        values = torch.cat([v[:, :, :n_global], v[:, :, own]], dim=2)
+        outs.append(attn_fn(q[:, :, own], keys, values, None))
+    return outs
 
 
 def _global_attention(

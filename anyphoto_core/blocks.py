@@ -88,14 +88,21 @@ class _RowMod:
     id_gate: Tensor
 
     def affine(self, x: Tensor, n_first: int) -> Tensor:
-        """``(1 + scale) * x + shift`` with each row's own factors. ``x``: ``(B, n_first + M, C)``."""
-        head = torch.addcmul(self.shift, x[:, :n_first], 1 + self.scale)
-        tail = torch.addcmul(self.id_shift, x[:, n_first:], 1 + self.id_scale)
-        return torch.cat([head, tail], dim=1)
+        """``(1 + scale) * x + shift`` with each row's own factors. ``x``: ``(B, n_first + M, C)``.
 
-    def gated(self, y: Tensor, n_first: int) -> Tensor:
-        """``gate * y`` with each row's own gate."""
-        return torch.cat([self.gate * y[:, :n_first], self.id_gate * y[:, n_first:]], dim=1)
+        One stock-FLUX op over all rows (global factors), then the ``M`` identity rows are
+        recomputed with their own factors and written over the tail: no concatenation copy of
+        the image stream, and autograd-safe (nothing saved is modified).
+        """
+        out = torch.addcmul(self.shift, x, 1 + self.scale)
+        out[:, n_first:] = torch.addcmul(self.id_shift, x[:, n_first:], 1 + self.id_scale)
+        return out
+
+    def gated_residual(self, x: Tensor, y: Tensor, n_first: int) -> Tensor:
+        """``x + gate * y`` with each row's own gate (same tail-overwrite scheme as :meth:`affine`)."""
+        out = x + self.gate * y
+        out[:, n_first:] = torch.addcmul(x[:, n_first:], self.id_gate, y[:, n_first:])
+        return out
 
 
 def _row_mods(mod_module, vec: Tensor, ctx: IdentityContext, owner: Tensor) -> list[_RowMod]:
@@ -117,12 +124,16 @@ def _row_mods(mod_module, vec: Tensor, ctx: IdentityContext, owner: Tensor) -> l
 
 
 def _lora_linear(linear, x: Tensor, n_first: int, path: str, ctx: IdentityContext) -> Tensor:
-    """``linear(x)`` for all rows, plus the LoRA delta on identity rows ``x[:, n_first:]``."""
+    """``linear(x)`` for all rows, plus the LoRA delta on identity rows ``x[:, n_first:]``.
+
+    The delta is added in place on the identity rows of the linear's fresh output (a linear
+    saves its input, not its output, for backward), so the big stream is never copied.
+    """
     y = linear(x)
     delta = ctx.lora_delta(path, x[:, n_first:])
-    if delta is None:
-        return y
-    return torch.cat([y[:, :n_first], y[:, n_first:] + delta], dim=1)
+    if delta is not None:
+        y[:, n_first:] += delta
+    return y
 
 
 def double_block_forward(
@@ -162,10 +173,12 @@ def double_block_forward(
     )
     txt_attn, img_attn = attn[:, :n_txt], attn[:, n_txt:]
 
-    img = img + img_mod1.gated(_lora_linear(block.img_attn.proj, img_attn, n_img, f"{prefix}.img_attn.proj", ctx), n_img)
+    img = img_mod1.gated_residual(
+        img, _lora_linear(block.img_attn.proj, img_attn, n_img, f"{prefix}.img_attn.proj", ctx), n_img
+    )
     mlp_in = img_mod2.affine(block.img_norm2(img), n_img)
     hidden = block.img_mlp[1](_lora_linear(block.img_mlp[0], mlp_in, n_img, f"{prefix}.img_mlp.0", ctx))
-    img = img + img_mod2.gated(_lora_linear(block.img_mlp[2], hidden, n_img, f"{prefix}.img_mlp.2", ctx), n_img)
+    img = img_mod2.gated_residual(img, _lora_linear(block.img_mlp[2], hidden, n_img, f"{prefix}.img_mlp.2", ctx), n_img)
 
     txt = txt + txt_mod1.gate * block.txt_attn.proj(txt_attn)
     txt_mlp_in = torch.addcmul(txt_mod2.shift, block.txt_norm2(txt), 1 + txt_mod2.scale)
@@ -193,7 +206,7 @@ def single_block_forward(block, x: Tensor, vec: Tensor, pe: Tensor, ctx: Identit
         ctx.global_sees_identities,
     )
     lin2_in = torch.cat((attn, block.mlp_act(mlp)), dim=2)
-    x = x + mod.gated(_lora_linear(block.linear2, lin2_in, n_global, f"{prefix}.linear2", ctx), n_global)
+    x = mod.gated_residual(x, _lora_linear(block.linear2, lin2_in, n_global, f"{prefix}.linear2", ctx), n_global)
     if x.dtype == torch.float16:
         x = torch.nan_to_num(x, nan=0.0, posinf=65504, neginf=-65504)
     return x

@@ -41,7 +41,8 @@ def adapter_patcher(adapter):
     import comfy.model_management
     import comfy.model_patcher
 
-    return comfy.model_patcher.ModelPatcher(AdapterWeights(adapter), load_device=comfy.model_management.get_torch_device(),
+    return comfy.model_patcher.ModelPatcher(AdapterWeights(adapter),
+                                            load_device=comfy.model_management.get_torch_device(),
                                             offload_device=comfy.model_management.unet_offload_device())
 
 

@@ -21,6 +21,7 @@ class ConfigError(ValueError):
 class DataConfig:
     manifest: str = ""
     resolution: int = 512  # square training size in pixels, multiple of 16
+    crop_max_ratio: float = 4.0  # square crop side at most this x the faces' span (zoom-out limit)
     crop_size: int = 512  # norm-crop size of the face patches (multiple of 112 or 128)
     replace_max: float = 0.5  # reference-face replacement probability at the end of the curriculum
     replace_milestones: list[int] = field(default_factory=lambda: [10_000, 20_000, 40_000])

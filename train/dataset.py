@@ -6,8 +6,8 @@ For one manifest image, :meth:`SampleBuilder.build`:
 2. with probability ``p(step)`` (the curriculum, :func:`replacement_probability`) replaces each crop
    by the norm-crop of a random gallery photo of the same identity;
 3. square-crops the photo so that all faces stay inside (side drawn uniformly between the faces'
-   span + 10 % and the photo's short side; beyond the photo PIL pads black) and resizes it to
-   ``resolution``;
+   span + 10 % and ``min(short side, crop_max_ratio * span)``; when the faces' span exceeds the
+   photo's short side, PIL pads black) and resizes it to ``resolution``;
 4. degrades each face patch (:mod:`train.degradations`) and pastes it on its location canvas at the
    face's landmarks in the crop (``anyphoto_core.canvas.build_location_canvas``);
 5. identity dropout: each identity independently with probability ``id_dropout`` is *dropped*: its
@@ -71,12 +71,14 @@ class TrainingSample:
     identities: tuple[str, ...]
 
 
-def square_crop_box(boxes: np.ndarray, width: int, height: int, rng: np.random.Generator) -> tuple[float, float, float]:
-    """``(x0, y0, side)`` of a square containing every box ``(N, 4)``; random size and position."""
+def square_crop_box(boxes: np.ndarray, width: int, height: int, rng: np.random.Generator,
+                    max_ratio: float = 4.0) -> tuple[float, float, float]:
+    """``(x0, y0, side)`` of a square containing every box ``(N, 4)``: side uniform in
+    ``[1.1 * span, min(short side, max_ratio * span)]``, position uniform among those inside the photo."""
     x1, y1 = boxes[:, 0].min(), boxes[:, 1].min()
     x2, y2 = boxes[:, 2].max(), boxes[:, 3].max()
     span = max(x2 - x1, y2 - y1) * CROP_MARGIN
-    short = min(width, height)
+    short = min(width, height, max_ratio * span / CROP_MARGIN)
     side = float(rng.uniform(span, short)) if span < short else float(span)
 
     def start(lo_face, hi_face, extent):
@@ -124,25 +126,27 @@ class SampleBuilder:
         patches, replaced = [], []
         for face in record.faces:
             if augment and rng.random() < p_replace:
-                ref = self.manifest.galleries[face.identity][int(rng.integers(len(self.manifest.galleries[face.identity])))]
+                gallery = self.manifest.galleries[face.identity]
+                ref = gallery[int(rng.integers(len(gallery)))]
                 patches.append(self._patch(load_photo(ref.image), ref.landmarks))
                 replaced.append(True)
             else:
                 patches.append(self._patch(photo, face.landmarks))
                 replaced.append(False)
-        boxes = np.stack([np.concatenate([np.minimum(f.box[:2], f.landmarks.min(0)), np.maximum(f.box[2:], f.landmarks.max(0))])
-                          for f in record.faces])
+        boxes = np.stack([np.concatenate([np.minimum(f.box[:2], f.landmarks.min(0)),
+                                          np.maximum(f.box[2:], f.landmarks.max(0))]) for f in record.faces])
         h, w = photo.shape[:2]
         if augment:
-            x0, y0, side = square_crop_box(boxes, w, h, rng)
+            x0, y0, side = square_crop_box(boxes, w, h, rng, cfg.crop_max_ratio)
         else:
-            side = float(max(min(w, h), (boxes[:, 2:] - boxes[:, :2]).max() * CROP_MARGIN))
+            span = (boxes[:, 2:].max(0) - boxes[:, :2].min(0)).max()
+            side = float(max(min(w, h, cfg.crop_max_ratio * span), span * CROP_MARGIN))
             cx, cy = (boxes[:, 0].min() + boxes[:, 2].max()) / 2, (boxes[:, 1].min() + boxes[:, 3].max()) / 2
             x0, y0 = float(np.clip(cx - side / 2, min(0, w - side), max(0, w - side))), float(
                 np.clip(cy - side / 2, min(0, h - side), max(0, h - side)))
         res = cfg.resolution
         crop = Image.fromarray(photo).crop((round(x0), round(y0), round(x0) + round(side), round(y0) + round(side)))
-        image = np.asarray(crop.resize((res, res), Image.Resampling.LANCZOS))
+        image = np.array(crop.resize((res, res), Image.Resampling.LANCZOS))
         scale = res / round(side)
         landmarks = np.stack([(f.landmarks - [round(x0), round(y0)]) * scale for f in record.faces])
         canvases = []

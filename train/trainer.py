@@ -73,6 +73,15 @@ class AnyPhotoObjective(nn.Module):
         self.adapter = adapter
         object.__setattr__(self, "models", models)  # frozen, not a submodule
         self.config = config
+        # The peft layers sit on weightless (meta) shadow linears: DDP must neither broadcast nor move them.
+        self._ddp_params_and_buffers_to_ignore = [n for n, p in self.named_parameters() if p.is_meta]
+
+    def to_device(self, device) -> AnyPhotoObjective:
+        """Move the adapter's real weights (``Module.to`` would fail on the meta shadow weights)."""
+        for p in self.adapter.parameters():
+            if not p.is_meta:
+                p.data = p.data.to(device)
+        return self
 
     def forward(self, s: PreparedSample, t: Tensor, noise: Tensor, negatives: Tensor | None = None) -> dict[str, Tensor]:
         m, cfg = self.models, self.config
@@ -105,7 +114,8 @@ class AnyPhotoObjective(nn.Module):
                     out["nce"] = info_nce_loss(pred, s.reference, negatives, lc.nce_temperature, weights)
             else:  # keep every parameter in the graph (DDP) with an exact zero
                 out["face"] = deltas.sum() * 0.0
-        out["loss"] = out["flow"] + lc.face_weight * out.get("face", 0.0) + lc.nce_weight * out.get("nce", 0.0)
+        # ``0 * sum(delta)`` keeps the projector in the graph when no identity token survived pruning
+        out["loss"] = deltas.sum() * 0.0 + out["flow"] + lc.face_weight * out.get("face", 0.0) + lc.nce_weight * out.get("nce", 0.0)
         return out
 
 
@@ -145,8 +155,8 @@ class Trainer:
         optimizer = torch.optim.AdamW(params, lr=oc.lr, betas=tuple(oc.betas), weight_decay=oc.weight_decay, eps=oc.eps)
         warmup = max(oc.warmup_steps, 0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
-        objective = AnyPhotoObjective(self.adapter, self.models, config)
-        self.objective, self.optimizer = accelerator.prepare(objective, optimizer)
+        objective = AnyPhotoObjective(self.adapter, self.models, config).to_device(device)
+        self.objective, self.optimizer = accelerator.prepare(objective, optimizer, device_placement=[False, False])
         self.scheduler = scheduler  # stepped once per optimizer step (accelerate's wrapper steps per process)
         self.step = 0
         self.output = Path(rc.output)
@@ -221,7 +231,7 @@ class Trainer:
                     self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
             for k, v in out.items():
-                totals[k] = totals.get(k, 0.0) + float(v) / self.micro_per_step
+                totals[k] = totals.get(k, 0.0) + float(v.detach()) / self.micro_per_step
         self.step += 1
         return totals
 

@@ -32,11 +32,10 @@ T5_XXL_CONFIG = dict(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_la
                      feed_forward_proj="gated-gelu", layer_norm_epsilon=1e-6, dropout_rate=0.0,
                      is_encoder_decoder=False, use_cache=False, tie_word_embeddings=False)
 CLIP_MAX_LENGTH, T5_MAX_LENGTH = 77, 512
-CLIP_KEY = "text_model.encoder.layers.0.self_attn.q_proj.weight"
+CLIP_KEY = "encoder.layers.0.self_attn.q_proj.weight"
 T5_KEY = "encoder.block.0.layer.0.SelfAttention.q.weight"
-_PREFIXES = ("text_encoders.clip_l.transformer.", "cond_stage_model.transformer.", "transformer.", "model.")
 #: Keys some single files carry that the encoder-only models do not use.
-_UNUSED = ("text_model.embeddings.position_ids", "text_projection.weight", "logit_scale", "lm_head.weight")
+_UNUSED = ("embeddings.position_ids", "text_projection.weight", "logit_scale", "lm_head.weight")
 
 #: Where tokenizers are looked for, relative to a search root: (CLIP-L folder, T5 folder).
 TOKENIZER_LAYOUTS = (
@@ -52,16 +51,20 @@ class TokenizerDirs:
 
 
 def _strip(sd: dict[str, Tensor], key: str) -> dict[str, Tensor]:
-    for prefix in ("",) + _PREFIXES:
-        if prefix + key in sd:
-            return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix) and k[len(prefix):] not in _UNUSED}
-    return {}
+    """Keys relative to the model root (whatever prefix the file puts before ``key``); {} if ``key`` is absent."""
+    hit = next((k for k in sd if k.endswith(key)), None)
+    if hit is None:
+        return {}
+    prefix = hit[: -len(key)]
+    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix) and k[len(prefix):] not in _UNUSED}
 
 
 def _load(model_cls, config, sd: dict[str, Tensor], source: str, what: str, dtype, device):
     with torch.device("meta"):
         model = model_cls(config)
     expected = model.state_dict()
+    root = "text_model." if any(k.startswith("text_model.") for k in expected) else ""  # transformers 4 vs 5 CLIP
+    sd = {root + k: v for k, v in sd.items()}
     if "shared.weight" in expected:  # T5: embed_tokens is tied to shared
         for a, b in (("shared.weight", "encoder.embed_tokens.weight"), ("encoder.embed_tokens.weight", "shared.weight")):
             if a not in sd and b in sd:
@@ -75,6 +78,12 @@ def _load(model_cls, config, sd: dict[str, Tensor], source: str, what: str, dtyp
             "t5xxl_fp16.safetensors in ComfyUI's models/text_encoders)."
         )
     model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, assign=True)
+    for name, buf in list(model.named_buffers()):  # non-persistent buffers are not in files: rebuild them
+        if buf.is_meta:
+            if not name.endswith("position_ids"):
+                raise ModelFileError(f"{source}: cannot rebuild buffer {name} of the {what} text encoder")
+            owner = model.get_submodule(name.rsplit(".", 1)[0])
+            owner.register_buffer("position_ids", torch.arange(buf.shape[-1]).expand(buf.shape), persistent=False)
     return model.to(device).eval().requires_grad_(False)
 
 

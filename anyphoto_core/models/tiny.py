@@ -110,7 +110,8 @@ def ensure_tiny_models(folder: Path | None = None) -> Path:
     _save(vae.state_dict(), folder / "vae.safetensors")
     clip = CLIPTextModel(CLIPTextConfig(**TINY_CLIP_CONFIG))
     _randomize(clip, 2)
-    _save({k: v for k, v in clip.state_dict().items() if not k.endswith("position_ids")}, folder / "clip.safetensors")
+    clip_sd = {k.removeprefix("text_model."): v for k, v in clip.state_dict().items() if not k.endswith("position_ids")}
+    _save({f"text_model.{k}": v for k, v in clip_sd.items()}, folder / "clip.safetensors")  # ComfyUI's layout
     t5 = T5EncoderModel(T5Config(**TINY_T5_CONFIG))
     _randomize(t5, 3)
     _save({k: v for k, v in t5.state_dict().items() if k != "encoder.embed_tokens.weight"},  # tied to shared

