@@ -216,12 +216,17 @@ def read_adapter_config(path: str | os.PathLike) -> AdapterConfig:
         with safe_open(source, framework="pt") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise AdapterError(f"{source} is not a readable safetensors file ({exc}); adapters must be .safetensors") from None
+        raise AdapterError(
+            f"{source} is not a readable safetensors file ({exc}); adapters must be .safetensors"
+        ) from None
     return AdapterConfig.from_metadata(meta, source)
 
 
 def load_adapter(
-    path: str | os.PathLike, hidden_size: int | None = None, depth: int | None = None, depth_single_blocks: int | None = None
+    path: str | os.PathLike,
+    hidden_size: int | None = None,
+    depth: int | None = None,
+    depth_single_blocks: int | None = None,
 ) -> AnyPhotoAdapter:
     """Load an adapter file, checking it fits a model of the given sizes (when given)."""
     source = os.fspath(path)

@@ -35,7 +35,9 @@ class FacePatch:
 
     def __post_init__(self):
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
-            raise ValueError(f"face patch must be an (H, W, 3) uint8 RGB array, got {self.image.shape} {self.image.dtype}")
+            raise ValueError(
+                f"face patch must be an (H, W, 3) uint8 RGB array, got {self.image.shape} {self.image.dtype}"
+            )
         if self.alpha.shape != self.image.shape[:2]:
             raise ValueError(f"face patch alpha {self.alpha.shape} does not match image {self.image.shape[:2]}")
         as_landmarks(self.landmarks, "face patch landmarks")

@@ -28,7 +28,9 @@ EncodeFn = Callable[[Tensor], Tensor]
 
 
 def build_canvases(
-    patches: Sequence[FacePatch], placements: Sequence[Placement], size: tuple[int, int],
+    patches: Sequence[FacePatch],
+    placements: Sequence[Placement],
+    size: tuple[int, int],
     scale_range=DEFAULT_SCALE_RANGE,
 ) -> list[LocationCanvas]:
     """One canvas per identity; ``patches[i]`` goes to ``placements[i]``. ``size`` = (width, height)."""
@@ -37,7 +39,8 @@ def build_canvases(
             f"{len(patches)} people but only {len(placements)} placements: add a box per person "
             "(location editor, placements JSON or a layout photo)"
         )
-    return [build_location_canvas(p, pl.landmarks, size, scale_range) for p, pl in zip(patches, placements)]
+    pairs = zip(patches, placements[: len(patches)], strict=True)
+    return [build_location_canvas(p, pl.landmarks, size, scale_range) for p, pl in pairs]
 
 
 def canvases_to_tensor(canvases: Sequence[LocationCanvas]) -> Tensor:
@@ -60,7 +63,10 @@ def encode_canvas_tokens(
 
 
 def identity_batch(
-    tokens: Sequence[IdentityTokens], deltas: Tensor, batch: int, weights: Sequence[float] | None = None,
+    tokens: Sequence[IdentityTokens],
+    deltas: Tensor,
+    batch: int,
+    weights: Sequence[float] | None = None,
 ) -> IdentityBatch:
     """Assemble the forward's identity inputs.
 
@@ -77,7 +83,9 @@ def identity_batch(
     if len(weights) != n:
         raise ValueError(f"{len(weights)} identity weights given for {n} identities")
     if n == 0:
-        return IdentityBatch(deltas.new_zeros(batch, 0, 64), torch.zeros(batch, 0, 3), (), deltas.new_zeros(batch, 0, 0))
+        return IdentityBatch(
+            deltas.new_zeros(batch, 0, 64), torch.zeros(batch, 0, 3), (), deltas.new_zeros(batch, 0, 0)
+        )
     toks = torch.cat([t.tokens for t in tokens], dim=1).expand(batch, -1, -1)
     ids = torch.cat([t.ids for t in tokens], dim=0)[None].expand(batch, -1, -1)
     scale = torch.tensor(weights, dtype=deltas.dtype, device=deltas.device)[:, None]

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 
 import torch
+import torch.utils.checkpoint
 from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
@@ -56,11 +57,24 @@ class FluxParams:
         return cls()
 
     @classmethod
-    def tiny(cls, hidden_size: int = 64, num_heads: int = 2, depth: int = 2, depth_single_blocks: int = 2,
-             context_in_dim: int = 32, vec_in_dim: int = 16) -> FluxParams:
-        return cls(vec_in_dim=vec_in_dim, context_in_dim=context_in_dim, hidden_size=hidden_size,
-                   num_heads=num_heads, depth=depth, depth_single_blocks=depth_single_blocks,
-                   axes_dim=axes_dim_for(hidden_size // num_heads))
+    def tiny(
+        cls,
+        hidden_size: int = 64,
+        num_heads: int = 2,
+        depth: int = 2,
+        depth_single_blocks: int = 2,
+        context_in_dim: int = 32,
+        vec_in_dim: int = 16,
+    ) -> FluxParams:
+        return cls(
+            vec_in_dim=vec_in_dim,
+            context_in_dim=context_in_dim,
+            hidden_size=hidden_size,
+            num_heads=num_heads,
+            depth=depth,
+            depth_single_blocks=depth_single_blocks,
+            axes_dim=axes_dim_for(hidden_size // num_heads),
+        )
 
     @property
     def mlp_hidden_dim(self) -> int:
@@ -180,20 +194,30 @@ class DoubleStreamBlock(nn.Module):
             setattr(self, f"{stream}_norm1", nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6))
             setattr(self, f"{stream}_attn", SelfAttention(hidden_size, num_heads, qkv_bias))
             setattr(self, f"{stream}_norm2", nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6))
-            setattr(self, f"{stream}_mlp", nn.Sequential(
-                nn.Linear(hidden_size, mlp_hidden), nn.GELU(approximate="tanh"), nn.Linear(mlp_hidden, hidden_size)))
+            setattr(
+                self,
+                f"{stream}_mlp",
+                nn.Sequential(
+                    nn.Linear(hidden_size, mlp_hidden), nn.GELU(approximate="tanh"), nn.Linear(mlp_hidden, hidden_size)
+                ),
+            )
 
-    def forward(self, img: Tensor, txt: Tensor, vec: Tensor, pe: Tensor,
-                attn_fn: AttentionFn = sdpa_attention) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, img: Tensor, txt: Tensor, vec: Tensor, pe: Tensor, attn_fn: AttentionFn = sdpa_attention
+    ) -> tuple[Tensor, Tensor]:
         """Stock FLUX double block: ``img`` ``(B, Ni, C)``, ``txt`` ``(B, Nt, C)``, ``vec`` ``(B, C)``."""
         img_mod1, img_mod2 = self.img_mod(vec)
         txt_mod1, txt_mod2 = self.txt_mod(vec)
-        img_q, img_k, img_v = self._qkv(self.img_attn, torch.addcmul(img_mod1.shift, self.img_norm1(img), 1 + img_mod1.scale))
-        txt_q, txt_k, txt_v = self._qkv(self.txt_attn, torch.addcmul(txt_mod1.shift, self.txt_norm1(txt), 1 + txt_mod1.scale))
+        img_q, img_k, img_v = self._qkv(
+            self.img_attn, torch.addcmul(img_mod1.shift, self.img_norm1(img), 1 + img_mod1.scale)
+        )
+        txt_q, txt_k, txt_v = self._qkv(
+            self.txt_attn, torch.addcmul(txt_mod1.shift, self.txt_norm1(txt), 1 + txt_mod1.scale)
+        )
         q = apply_rope(torch.cat((txt_q, img_q), dim=2), pe)
         k = apply_rope(torch.cat((txt_k, img_k), dim=2), pe)
         attn = attn_fn(q, k, torch.cat((txt_v, img_v), dim=2), None)
-        txt_attn, img_attn = attn[:, : txt.shape[1]], attn[:, txt.shape[1]:]
+        txt_attn, img_attn = attn[:, : txt.shape[1]], attn[:, txt.shape[1] :]
         img = img + img_mod1.gate * self.img_attn.proj(img_attn)
         img = img + img_mod2.gate * self.img_mlp(torch.addcmul(img_mod2.shift, self.img_norm2(img), 1 + img_mod2.scale))
         txt = txt + txt_mod1.gate * self.txt_attn.proj(txt_attn)
@@ -268,7 +292,9 @@ class Flux(nn.Module):
         if params.hidden_size % params.num_heads:
             raise ValueError(f"hidden size {params.hidden_size} is not divisible by {params.num_heads} heads")
         if sum(params.axes_dim) != params.hidden_size // params.num_heads:
-            raise ValueError(f"axes_dim {params.axes_dim} must sum to the head dim {params.hidden_size // params.num_heads}")
+            raise ValueError(
+                f"axes_dim {params.axes_dim} must sum to the head dim {params.hidden_size // params.num_heads}"
+            )
         self.params = params
         self.hidden_size, self.num_heads = params.hidden_size, params.num_heads
         self.pe_embedder = EmbedND(params.theta, params.axes_dim)
@@ -279,10 +305,12 @@ class Flux(nn.Module):
         self.txt_in = nn.Linear(params.context_in_dim, params.hidden_size)
         self.double_blocks = nn.ModuleList(
             DoubleStreamBlock(params.hidden_size, params.num_heads, params.mlp_ratio, params.qkv_bias)
-            for _ in range(params.depth))
+            for _ in range(params.depth)
+        )
         self.single_blocks = nn.ModuleList(
             SingleStreamBlock(params.hidden_size, params.num_heads, params.mlp_ratio)
-            for _ in range(params.depth_single_blocks))
+            for _ in range(params.depth_single_blocks)
+        )
         self.final_layer = LastLayer(params.hidden_size, params.out_channels)
 
     def conditioning_vector(self, timesteps: Tensor, y: Tensor, guidance: Tensor | None) -> Tensor:
@@ -294,19 +322,43 @@ class Flux(nn.Module):
             vec = vec + self.guidance_in(timestep_embedding(guidance, 256).to(vec.dtype))
         return vec + self.vector_in(y.to(vec.dtype))
 
-    def forward(self, img: Tensor, img_ids: Tensor, txt: Tensor, txt_ids: Tensor, timesteps: Tensor, y: Tensor,
-                guidance: Tensor | None = None, attn_fn: AttentionFn = sdpa_attention) -> Tensor:
+    def forward(
+        self,
+        img: Tensor,
+        img_ids: Tensor,
+        txt: Tensor,
+        txt_ids: Tensor,
+        timesteps: Tensor,
+        y: Tensor,
+        guidance: Tensor | None = None,
+        attn_fn: AttentionFn = sdpa_attention,
+    ) -> Tensor:
         """Stock FLUX: ``img`` ``(B, Ni, 64)`` packed latents, ``txt`` ``(B, Nt, ctx)`` -> ``(B, Ni, 64)``."""
         return self.forward_anyphoto(img, img_ids, txt, txt_ids, timesteps, y, guidance, None, attn_fn=attn_fn)
 
-    def forward_anyphoto(self, img: Tensor, img_ids: Tensor, txt: Tensor, txt_ids: Tensor, timesteps: Tensor,
-                         y: Tensor, guidance: Tensor | None, identities: IdentityBatch | None,
-                         lora_delta=None, attn_fn: AttentionFn = sdpa_attention, isolate: bool = True,
-                         global_sees_identities: Tensor | None = None) -> Tensor:
+    def forward_anyphoto(
+        self,
+        img: Tensor,
+        img_ids: Tensor,
+        txt: Tensor,
+        txt_ids: Tensor,
+        timesteps: Tensor,
+        y: Tensor,
+        guidance: Tensor | None,
+        identities: IdentityBatch | None,
+        lora_delta=None,
+        attn_fn: AttentionFn = sdpa_attention,
+        isolate: bool = True,
+        global_sees_identities: Tensor | None = None,
+        checkpoint_blocks: bool = False,
+    ) -> Tensor:
         """AnyPhoto forward over ``[txt | img | id_1..id_N]``; only image tokens are returned.
 
         With ``identities`` None (or no tokens) this is exactly the stock forward.
+        ``checkpoint_blocks`` recomputes each block in the backward pass (gradient checkpointing,
+        for training): same outputs and gradients, activation memory of one block.
         """
+        run = _checkpointed if checkpoint_blocks and torch.is_grad_enabled() else _direct
         n_img = img.shape[1]
         vec = self.conditioning_vector(timesteps, y, guidance)
         img = self.img_in(img)
@@ -327,24 +379,32 @@ class Flux(nn.Module):
         pe = self.pe_embedder(torch.cat((txt_ids.float(), img_ids.float()), dim=1))
         for i, block in enumerate(self.double_blocks):
             if ctx is None:
-                img, txt = block(img, txt, vec, pe, attn_fn=attn_fn)
+                img, txt = run(block, img, txt, vec, pe, attn_fn=attn_fn)
             else:
-                img, txt = double_block_forward(block, img, txt, vec, pe, ctx, f"double_blocks.{i}")
+                img, txt = run(double_block_forward, block, img, txt, vec, pe, ctx, f"double_blocks.{i}")
         x = torch.cat((txt, img), dim=1)
         for i, block in enumerate(self.single_blocks):
             if ctx is None:
-                x = block(x, vec, pe, attn_fn=attn_fn)
+                x = run(block, x, vec, pe, attn_fn=attn_fn)
             else:
-                x = single_block_forward(block, x, vec, pe, ctx, f"single_blocks.{i}")
-        img = x[:, txt.shape[1]: txt.shape[1] + n_img]
+                x = run(single_block_forward, block, x, vec, pe, ctx, f"single_blocks.{i}")
+        img = x[:, txt.shape[1] : txt.shape[1] + n_img]
         return self.final_layer(img, vec)
+
+
+def _direct(fn, *args, **kwargs):
+    return fn(*args, **kwargs)
+
+
+def _checkpointed(fn, *args, **kwargs):
+    return torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False, **kwargs)
 
 
 def strip_comfy_prefix(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     """Drop ComfyUI's ``model.diffusion_model.`` (or ``diffusion_model.``) key prefix if present."""
     for prefix in COMFY_PREFIXES:
         if any(k.startswith(prefix) for k in state_dict):
-            return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
     return state_dict
 
 
@@ -396,8 +456,9 @@ def load_flux(path: str | os.PathLike, dtype: torch.dtype = torch.bfloat16, devi
     return flux_from_state_dict(sd, source, dtype, device)
 
 
-def flux_from_state_dict(sd: dict[str, Tensor], source: str = "state dict", dtype: torch.dtype = torch.float32,
-                         device="cpu") -> Flux:
+def flux_from_state_dict(
+    sd: dict[str, Tensor], source: str = "state dict", dtype: torch.dtype = torch.float32, device="cpu"
+) -> Flux:
     sd = strip_comfy_prefix(sd)
     params = params_from_state_dict(sd, source)
     with torch.device("meta"):
@@ -405,7 +466,8 @@ def flux_from_state_dict(sd: dict[str, Tensor], source: str = "state dict", dtyp
     missing, unexpected = model.state_dict().keys() - sd.keys(), sd.keys() - model.state_dict().keys()
     if missing or unexpected:
         raise FluxLoadError(
-            f"{source} does not match the FLUX.1 layout: missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
+            f"{source} does not match the FLUX.1 layout: missing {sorted(missing)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]}"
         )
     model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, assign=True)
     return model.to(device)

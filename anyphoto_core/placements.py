@@ -95,5 +95,7 @@ def placements_to_json(placements: list[Placement], width: int, height: int) -> 
     people = []
     for p in placements:
         x1, y1, x2, y2 = p.box
-        people.append({"box": [round(x1 / width, 6), round(y1 / height, 6), round(x2 / width, 6), round(y2 / height, 6)]})
+        people.append(
+            {"box": [round(x1 / width, 6), round(y1 / height, 6), round(x2 / width, 6), round(y2 / height, 6)]}
+        )
     return json.dumps({"version": PLACEMENTS_VERSION, "units": "fraction", "people": people})

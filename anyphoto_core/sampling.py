@@ -21,8 +21,9 @@ from torch import Tensor
 VelocityFn = Callable[[Tensor, Tensor, bool], Tensor]
 
 
-def time_shift_mu(image_tokens: int, base_shift: float = 0.5, max_shift: float = 1.15,
-                  base_tokens: int = 256, max_tokens: int = 4096) -> float:
+def time_shift_mu(
+    image_tokens: int, base_shift: float = 0.5, max_shift: float = 1.15, base_tokens: int = 256, max_tokens: int = 4096
+) -> float:
     """``mu`` for an image of ``image_tokens`` tokens (linear through the two anchors)."""
     slope = (max_shift - base_shift) / (max_tokens - base_tokens)
     return base_shift + slope * (image_tokens - base_tokens)
@@ -39,8 +40,13 @@ def flux_schedule(steps: int, image_tokens: int, shift: bool = True) -> list[flo
     return [t if t in (0.0, 1.0) else math.exp(mu) / (math.exp(mu) + (1.0 / t - 1.0)) for t in ts]
 
 
-def euler_sample(velocity: VelocityFn, noise: Tensor, timesteps: list[float], id_guidance: float = 1.0,
-                 callback: Callable[[int, int, Tensor], None] | None = None) -> Tensor:
+def euler_sample(
+    velocity: VelocityFn,
+    noise: Tensor,
+    timesteps: list[float],
+    id_guidance: float = 1.0,
+    callback: Callable[[int, int, Tensor], None] | None = None,
+) -> Tensor:
     """Integrate from ``noise`` (t = 1) to t = 0.
 
     ``velocity(x, t, with_identity)`` returns the model's velocity at batch timestep ``t`` (B,).
@@ -48,7 +54,7 @@ def euler_sample(velocity: VelocityFn, noise: Tensor, timesteps: list[float], id
     """
     x = noise
     total = len(timesteps) - 1
-    for i, (t_curr, t_next) in enumerate(zip(timesteps[:-1], timesteps[1:])):
+    for i, (t_curr, t_next) in enumerate(zip(timesteps[:-1], timesteps[1:], strict=False)):
         t = torch.full((x.shape[0],), t_curr, dtype=x.dtype, device=x.device)
         v = velocity(x, t, True)
         if id_guidance != 1.0:

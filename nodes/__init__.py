@@ -2,6 +2,7 @@
 
 from . import host
 from .canvas import AnyPhotoBuildLocationCanvas
+from .evaluate import AnyPhotoEvaluate
 from .faces import AnyPhotoArcFaceEmbed, AnyPhotoFaceAnalysisLoader, AnyPhotoLoadFaceRefs
 from .model import AnyPhotoAdapterLoader, AnyPhotoApply
 from .sampler import AnyPhotoIdentityIsolatedSampler
@@ -16,6 +17,7 @@ NODE_CLASS_MAPPINGS = {
     "AnyPhotoBuildLocationCanvas": AnyPhotoBuildLocationCanvas,
     "AnyPhotoApply": AnyPhotoApply,
     "AnyPhotoIdentityIsolatedSampler": AnyPhotoIdentityIsolatedSampler,
+    "AnyPhotoEvaluate": AnyPhotoEvaluate,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "AnyPhotoFaceAnalysisLoader": "AnyPhoto Face Analysis Loader",
@@ -25,4 +27,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "AnyPhotoBuildLocationCanvas": "BuildLocationCanvas",
     "AnyPhotoApply": "AnyPhotoApply",
     "AnyPhotoIdentityIsolatedSampler": "IdentityIsolatedSampler",
+    "AnyPhotoEvaluate": "AnyPhoto Evaluate",
 }

@@ -12,7 +12,9 @@ def test_round_trip_keeps_every_tensor_and_the_metadata(tmp_path):
     adapter = tiny_adapter()
     path = tmp_path / "a.safetensors"
     adapter.save(path)
-    loaded = load_adapter(path, hidden_size=TINY.hidden_size, depth=TINY.depth, depth_single_blocks=TINY.depth_single_blocks)
+    loaded = load_adapter(
+        path, hidden_size=TINY.hidden_size, depth=TINY.depth, depth_single_blocks=TINY.depth_single_blocks
+    )
     assert loaded.config == adapter.config
     for key, t in adapter.adapter_state_dict().items():
         torch.testing.assert_close(loaded.adapter_state_dict()[key], t, rtol=0, atol=0)
@@ -30,7 +32,11 @@ def test_fresh_adapter_is_a_no_op_and_targets_are_the_image_path():
     assert torch.count_nonzero(adapter.modulation_offsets(torch.randn(2, 512))) == 0
     assert torch.count_nonzero(adapter.lora_delta("single_blocks.0.linear1", torch.randn(3, TINY.hidden_size))) == 0
     assert set(adapter.target_paths) == {
-        *(f"double_blocks.{i}.{t}" for i in range(2) for t in ("img_attn.qkv", "img_attn.proj", "img_mlp.0", "img_mlp.2")),
+        *(
+            f"double_blocks.{i}.{t}"
+            for i in range(2)
+            for t in ("img_attn.qkv", "img_attn.proj", "img_mlp.0", "img_mlp.2")
+        ),
         *(f"single_blocks.{i}.{t}" for i in range(2) for t in ("linear1", "linear2")),
     }
     assert adapter.lora_delta("double_blocks.0.txt_attn.qkv", torch.randn(1, 64)) is None

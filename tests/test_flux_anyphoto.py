@@ -46,8 +46,12 @@ def adapter():
 def test_zero_identities_equal_stock(model, adapter):
     args = _inputs()
     stock = model(*args)
-    empty = IdentityBatch(torch.zeros(2, 0, 64, dtype=torch.float64), torch.zeros(2, 0, 3), (0, 0),
-                          torch.zeros(2, 2, TINY.hidden_size, dtype=torch.float64))
+    empty = IdentityBatch(
+        torch.zeros(2, 0, 64, dtype=torch.float64),
+        torch.zeros(2, 0, 3),
+        (0, 0),
+        torch.zeros(2, 2, TINY.hidden_size, dtype=torch.float64),
+    )
     out = model.forward_anyphoto(*args, empty, lora_delta=adapter.lora_delta)
     torch.testing.assert_close(out, stock, rtol=0, atol=0)
 
@@ -74,8 +78,9 @@ def test_cfg_style_batch_only_cond_row_sees_identities(model, adapter):
     args = _inputs()
     stock = model(*args)
     sees = torch.tensor([False, True])  # [uncond, cond]
-    out = model.forward_anyphoto(*args, _identities(adapter, [2, 3]), lora_delta=adapter.lora_delta,
-                                 global_sees_identities=sees)
+    out = model.forward_anyphoto(
+        *args, _identities(adapter, [2, 3]), lora_delta=adapter.lora_delta, global_sees_identities=sees
+    )
     torch.testing.assert_close(out[0], stock[0], rtol=1e-9, atol=1e-9)
     assert (out[1] - stock[1]).abs().max() > 1e-3
 
@@ -86,8 +91,10 @@ def _block_inputs(model, adapter, lengths, seed=3):
     img = torch.randn(1, n_img + m, c, generator=g, dtype=torch.float64)
     txt = torch.randn(1, N_TXT, c, generator=g, dtype=torch.float64)
     vec = torch.randn(1, c, generator=g, dtype=torch.float64)
-    ids = torch.cat([torch.zeros(1, N_TXT, 3), image_token_ids(H_TOK, W_TOK)[None],
-                     image_token_ids(H_TOK, W_TOK, 1.0)[:m][None]], dim=1)
+    ids = torch.cat(
+        [torch.zeros(1, N_TXT, 3), image_token_ids(H_TOK, W_TOK)[None], image_token_ids(H_TOK, W_TOK, 1.0)[:m][None]],
+        dim=1,
+    )
     pe = model.pe_embedder(ids)
     delta = torch.randn(1, len(lengths), c, generator=g, dtype=torch.float64)
     ctx = IdentityContext(lengths=lengths, id_vec=vec[:, None] + delta, lora_delta=adapter.lora_delta)
@@ -102,9 +109,9 @@ def test_identity_outputs_do_not_depend_on_other_identities(model, adapter):
     block = model.double_blocks[0]
     out_img, out_txt = double_block_forward(block, img, txt, vec, pe, ctx, "double_blocks.0")
     img2 = img.clone()
-    img2[:, n_img + 3:] += torch.randn_like(img2[:, n_img + 3:])  # change identity 2's tokens
+    img2[:, n_img + 3 :] += torch.randn_like(img2[:, n_img + 3 :])  # change identity 2's tokens
     out_img2, out_txt2 = double_block_forward(block, img2, txt, vec, pe, ctx, "double_blocks.0")
-    torch.testing.assert_close(out_img2[:, n_img:n_img + 3], out_img[:, n_img:n_img + 3], rtol=0, atol=1e-12)
+    torch.testing.assert_close(out_img2[:, n_img : n_img + 3], out_img[:, n_img : n_img + 3], rtol=0, atol=1e-12)
     assert (out_img2[:, :n_img] - out_img[:, :n_img]).abs().max() > 1e-4
     assert (out_txt2 - out_txt).abs().max() > 1e-4
 
@@ -114,7 +121,7 @@ def test_identity_outputs_do_not_depend_on_other_identities(model, adapter):
     s1 = single_block_forward(single, x, vec, pe, ctx, "single_blocks.0")
     s2 = single_block_forward(single, x2, vec, pe, ctx, "single_blocks.0")
     g = N_TXT + n_img
-    torch.testing.assert_close(s2[:, g:g + 3], s1[:, g:g + 3], rtol=0, atol=1e-12)
+    torch.testing.assert_close(s2[:, g : g + 3], s1[:, g : g + 3], rtol=0, atol=1e-12)
     assert (s2[:, :g] - s1[:, :g]).abs().max() > 1e-4
 
 
@@ -125,13 +132,13 @@ def test_identity_modulation_and_lora_reach_only_identity_tokens(model, adapter)
     ctx.global_sees_identities = torch.tensor([False])
     block = model.double_blocks[1]
     base_img, base_txt = double_block_forward(block, img, txt, vec, pe, ctx, "double_blocks.1")
-    stock_img, stock_txt = block(img[:, :H_TOK * W_TOK], txt, vec, pe[:, :, :N_TXT + H_TOK * W_TOK])
-    torch.testing.assert_close(base_img[:, :H_TOK * W_TOK], stock_img, rtol=1e-10, atol=1e-10)
+    stock_img, stock_txt = block(img[:, : H_TOK * W_TOK], txt, vec, pe[:, :, : N_TXT + H_TOK * W_TOK])
+    torch.testing.assert_close(base_img[:, : H_TOK * W_TOK], stock_img, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(base_txt, stock_txt, rtol=1e-10, atol=1e-10)
     ctx.id_vec = ctx.id_vec + 0.5
     moved_img, _ = double_block_forward(block, img, txt, vec, pe, ctx, "double_blocks.1")
-    assert (moved_img[:, H_TOK * W_TOK:] - base_img[:, H_TOK * W_TOK:]).abs().max() > 1e-3
-    torch.testing.assert_close(moved_img[:, :H_TOK * W_TOK], base_img[:, :H_TOK * W_TOK], rtol=0, atol=0)
+    assert (moved_img[:, H_TOK * W_TOK :] - base_img[:, H_TOK * W_TOK :]).abs().max() > 1e-3
+    torch.testing.assert_close(moved_img[:, : H_TOK * W_TOK], base_img[:, : H_TOK * W_TOK], rtol=0, atol=0)
 
 
 def test_bf16_model_runs_with_fp32_ids(adapter):
@@ -140,3 +147,20 @@ def test_bf16_model_runs_with_fp32_ids(adapter):
     ids = _identities(adapter, [2, 2], dtype=torch.bfloat16)
     out = model.forward_anyphoto(*args, ids, lora_delta=adapter.lora_delta)
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+
+
+def test_gradient_checkpointing_gives_the_same_outputs_and_gradients(model):
+    adapter = tiny_adapter().double()
+    args = _inputs()
+    results = []
+    for checkpoint in (False, True):
+        adapter.zero_grad()
+        ids = _identities(adapter, [2, 3])  # the projector is part of the graph
+        out = model.forward_anyphoto(*args, ids, lora_delta=adapter.lora_delta, checkpoint_blocks=checkpoint)
+        out.square().sum().backward()
+        grads = {k: p.grad.clone() for k, p in adapter.named_parameters() if p.grad is not None}
+        results.append((out.detach(), grads))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=0, atol=0)
+    assert results[0][1].keys() == results[1][1].keys() and results[0][1]
+    for key, grad in results[0][1].items():
+        torch.testing.assert_close(results[1][1][key], grad, rtol=1e-10, atol=1e-12)

@@ -12,9 +12,15 @@ from tests.tiny import TINY, tiny_flux
 def _forward(model):
     g = torch.Generator().manual_seed(0)
     img = torch.randn(1, 6, 64, generator=g)
-    return model(img, image_token_ids(2, 3)[None], torch.randn(1, 4, TINY.context_in_dim, generator=g),
-                 torch.zeros(1, 4, 3), torch.tensor([0.5]), torch.randn(1, TINY.vec_in_dim, generator=g),
-                 torch.tensor([3.5]))
+    return model(
+        img,
+        image_token_ids(2, 3)[None],
+        torch.randn(1, 4, TINY.context_in_dim, generator=g),
+        torch.zeros(1, 4, 3),
+        torch.tensor([0.5]),
+        torch.randn(1, TINY.vec_in_dim, generator=g),
+        torch.tensor([3.5]),
+    )
 
 
 @pytest.mark.parametrize("prefix", ["", "model.diffusion_model."])

@@ -16,6 +16,7 @@ from PIL import Image
 
 from .case_metrics import CaseResult, load_rgb
 from .figures import annotate_faces, annotate_generation, face_thumbnail, histogram_svg, identity_hex
+from .single_image import placement_json
 from .summary import BENCH_METRICS
 
 NA = "n/a"
@@ -80,16 +81,7 @@ def case_json(r: CaseResult) -> dict:
         "non_matched_gt": r.non_matched_gt,
         "non_matched_ref": r.non_matched_ref,
         "bench_kept": r.bench_valid,
-        "placement": None if p is None else {
-            "identities": [
-                {"identity": q.identity + 1, "face": q.face, "similarity": q.similarity, "iou": q.iou,
-                 "center_distance": q.center_distance, "in_box": q.in_box, "missing": q.missing,
-                 "in_box_of": None if q.in_box_of is None else q.in_box_of + 1}
-                for q in p.identities
-            ],
-            "duplicates": [{"face": j, "identity": k + 1} for j, k in p.duplicates],
-            "strangers": list(p.strangers),
-        },
+        "placement": None if p is None else placement_json(p),
         "notes": r.notes,
     }
 
