@@ -34,15 +34,15 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    kind: str = "flux"  # "flux" (local files) or "tiny" (random weights, tests/demo)
-    flux: str = ""  # flux1-dev.safetensors
-    vae: str = ""  # diffusers AutoencoderKL folder (FLUX VAE)
-    clip: str = ""  # transformers CLIP-L folder (text model + tokenizer)
-    t5: str = ""  # transformers T5-XXL encoder folder (model + tokenizer)
+    kind: str = "flux"  # "flux" (local files) or "tiny" (the core's built-in random-weight set, tests/demo)
+    flux: str = ""  # flux1-dev.safetensors (black-forest-labs or ComfyUI layout)
+    vae: str = ""  # ae.safetensors (FLUX VAE)
+    clip_l: str = ""  # clip_l.safetensors (ComfyUI models/text_encoders)
+    t5: str = ""  # t5xxl_fp16.safetensors
+    tokenizers: str = ""  # diffusers FLUX.1-dev folder (tokenizer/, tokenizer_2/) or a ComfyUI checkout
+    tiny_dir: str = ""  # kind tiny: folder of the tiny set (empty = $ANYPHOTO_CACHE/tiny/v1)
     recognizer: str = ""  # ArcFace-contract ONNX (antelopev2 glintr100.onnx), converted with onnx2torch
-    t5_max_length: int = 512
     text_cache: str = ""  # folder for cached text embeddings (safetensors), empty = no cache
-    seed: int = 0  # weights seed of the tiny models
     rank: int = 16
     alpha: float = 16.0
     projector_hidden: int = 3072

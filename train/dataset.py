@@ -21,6 +21,7 @@ number of GPUs).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,14 +93,17 @@ def square_crop_box(boxes: np.ndarray, width: int, height: int, rng: np.random.G
 
 
 class SampleBuilder:
-    """Builds :class:`TrainingSample` s from a :class:`~train.manifest.Manifest` (see module doc)."""
+    """Builds :class:`TrainingSample` s from a :class:`~train.manifest.Manifest` (see module doc).
+    The last ``photo_cache`` decoded photos are kept in memory (uint8 arrays)."""
 
-    def __init__(self, manifest: Manifest, config: DataConfig, seed: int = 0):
+    def __init__(self, manifest: Manifest, config: DataConfig, seed: int = 0, photo_cache: int = 32):
         self.manifest = manifest
         self.config = config
         self.seed = seed
         self.probabilities = resolve_probabilities(config.degradations)
         self._embeddings = {k: manifest.identity_embedding(k) for k in manifest.galleries}
+        # decoded photos: a gallery photo is read again at every replacement, a small set every step
+        self._load_photo = functools.lru_cache(maxsize=photo_cache)(load_photo)
 
     def __len__(self) -> int:
         return len(self.manifest.images)
@@ -121,14 +125,14 @@ class SampleBuilder:
         cfg = self.config
         rng = np.random.default_rng([self.seed, position, 1])
         record = self.manifest.images[self.index_at(position)]
-        photo = load_photo(record.image)
+        photo = self._load_photo(record.image)
         p_replace = replacement_probability(step, cfg.replace_milestones, cfg.replace_max, cfg.replace_schedule)
         patches, replaced = [], []
         for face in record.faces:
             if augment and rng.random() < p_replace:
                 gallery = self.manifest.galleries[face.identity]
                 ref = gallery[int(rng.integers(len(gallery)))]
-                patches.append(self._patch(load_photo(ref.image), ref.landmarks))
+                patches.append(self._patch(self._load_photo(ref.image), ref.landmarks))
                 replaced.append(True)
             else:
                 patches.append(self._patch(photo, face.landmarks))

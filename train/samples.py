@@ -31,7 +31,7 @@ def generate(trainer, position: int, steps: int, seed: int = 0) -> tuple[np.ndar
 
     noise = torch.randn(s.x0.shape, generator=torch.Generator().manual_seed(seed)).to(s.x0.device)
     x0 = euler_sample(velocity, noise, flux_schedule(steps, s.x0.shape[1]))
-    image = trainer.models.codec.decode(unpack_tokens(x0, *s.grid)).float()
+    image = trainer.models.vae.decode(unpack_tokens(x0, *s.grid))
     generated = ((image[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
     canvas = np.min(np.stack([c.image for c in sample.canvases]), axis=0)
     return sample.image, canvas, generated

@@ -3,7 +3,7 @@
 Per micro-batch (see docs/training.md): build a sample (:mod:`train.dataset`), VAE-encode the
 target and the canvases (no grad), prune canvas tokens, zero dropped identities, project the
 embeddings with the adapter, run the core AnyPhoto forward (``Flux.forward_anyphoto`` with
-``lora_delta=adapter.lora_delta``, or its block-checkpointed twin), and take
+``lora_delta=adapter.lora_delta``, ``checkpoint_blocks`` = gradient checkpointing), and take
 ``L = L_flow + face_weight * L_face (+ nce_weight * L_nce)``. Only the adapter (projector + peft
 LoRA) trains. Multi-GPU through Hugging Face ``accelerate`` (DDP on the adapter module).
 """
@@ -38,7 +38,7 @@ from .losses import (
     sample_logit_normal,
 )
 from .manifest import Manifest, read_manifest
-from .models import FrozenModels, build_models, checkpointed_anyphoto_forward
+from .models import FrozenModels, build_models, decode_with_grad
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +95,8 @@ class AnyPhotoObjective(nn.Module):
         guidance = torch.full((1,), cfg.model.guidance, device=x_t.device, dtype=dtype)
         args = (x_t.to(dtype), s.img_ids, s.txt.to(dtype), torch.zeros(1, s.txt.shape[1], 3, device=x_t.device),
                 t.to(dtype), s.y.to(dtype), guidance, ids)
-        if cfg.model.gradient_checkpointing and torch.is_grad_enabled():
-            v = checkpointed_anyphoto_forward(flux, *args, lora_delta=self.adapter.lora_delta)
-        else:
-            v = flux.forward_anyphoto(*args, lora_delta=self.adapter.lora_delta)
+        v = flux.forward_anyphoto(*args, lora_delta=self.adapter.lora_delta,
+                                  checkpoint_blocks=cfg.model.gradient_checkpointing)
         out = {"flow": flow_matching_loss(v, s.x0, noise)}
         lc = cfg.loss
         if lc.face_weight > 0 or lc.nce_weight > 0:
@@ -106,7 +104,7 @@ class AnyPhotoObjective(nn.Module):
             if weights.sum() > 0:
                 x0_hat = one_step_x0(x_t.float(), t.float(), v.float())
                 latent = unpack_tokens(x0_hat, *s.grid)
-                image = ((m.codec.decode(latent).float() + 1) / 2).clamp(0, 1)
+                image = ((decode_with_grad(m.vae, latent).float() + 1) / 2).clamp(0, 1)
                 crops = align_faces_torch(image.expand(len(s.keep), -1, -1, -1), s.landmarks.to(image))
                 pred = m.recognizer(crops)
                 out["face"] = face_similarity_loss(pred, s.reference, weights)
@@ -115,7 +113,8 @@ class AnyPhotoObjective(nn.Module):
             else:  # keep every parameter in the graph (DDP) with an exact zero
                 out["face"] = deltas.sum() * 0.0
         # ``0 * sum(delta)`` keeps the projector in the graph when no identity token survived pruning
-        out["loss"] = deltas.sum() * 0.0 + out["flow"] + lc.face_weight * out.get("face", 0.0) + lc.nce_weight * out.get("nce", 0.0)
+        out["loss"] = (deltas.sum() * 0.0 + out["flow"] + lc.face_weight * out.get("face", 0.0)
+                       + lc.nce_weight * out.get("nce", 0.0))
         return out
 
 
@@ -181,11 +180,11 @@ class Trainer:
     def prepare(self, sample: TrainingSample) -> PreparedSample:
         m, device = self.models, self.accelerator.device
         img = torch.from_numpy(sample.image).permute(2, 0, 1)[None].float() / 127.5 - 1
-        latent = m.codec.encode(img).float()
+        latent = m.vae.encode(img).float()
         h_tok, w_tok = latent.shape[2] // 2, latent.shape[3] // 2
-        tokens = encode_canvas_tokens(sample.canvases, lambda x: m.codec.encode(x).float(), self.config.data.token_rule,
+        tokens = encode_canvas_tokens(sample.canvases, m.vae.encode, self.config.data.token_rule,
                                       self.adapter.config.type_index)
-        txt, y = m.text([sample.caption])
+        txt, y = m.text(sample.caption)
         f32 = dict(device=device, dtype=torch.float32)
         return PreparedSample(
             x0=pack_latent(latent).to(**f32), img_ids=image_token_ids(h_tok, w_tok, device=device)[None],

@@ -11,6 +11,7 @@ from fixtures.face_models import build_tiny_recognizer, insightface_image
 
 from anyphoto_core.faces import TorchArcFace, load_photo
 from anyphoto_core.geometry import ARCFACE_TEMPLATE_112
+from anyphoto_core.models.tiny import ensure_tiny_models
 from train.config import load_config
 from train.manifest import FaceAnnotation, ImageRecord, Manifest, ReferencePhoto, write_manifest
 
@@ -47,6 +48,16 @@ def write_tiny_manifest(folder: Path, recognizer_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: the tiny models' ops are too small to split, and OpenMP threads that spin on a busy
+    2-core machine made a training step 10-50x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def recognizer_path(tmp_path_factory) -> Path:
     return build_tiny_recognizer(tmp_path_factory.mktemp("rec") / "tiny_recognizer.onnx")
@@ -57,16 +68,33 @@ def tiny_manifest(tmp_path_factory, recognizer_path) -> Path:
     return write_tiny_manifest(tmp_path_factory.mktemp("data"), recognizer_path)
 
 
-def tiny_overrides(manifest: Path, recognizer: Path, output: Path, *extra: str) -> list[str]:
-    return [f"data.manifest={manifest}", f"model.recognizer={recognizer}", f"run.output={output}", "run.cpu=true",
-            "run.checkpoint_every=0", "run.log_every=1000", *extra]
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory) -> Path:
+    """The core's built-in tiny model set (random weights in the real file layouts)."""
+    return ensure_tiny_models(tmp_path_factory.mktemp("tiny") / "v1")
+
+
+TINY_YAML = Path(__file__).resolve().parents[2] / "train" / "configs" / "tiny.yaml"
+
+
+def tiny_overrides(manifest: Path, recognizer: Path, models: Path, output: Path, *extra: str) -> list[str]:
+    return [f"data.manifest={manifest}", f"model.recognizer={recognizer}", f"model.tiny_dir={models}",
+            f"run.output={output}", "run.cpu=true", "run.checkpoint_every=0", "run.log_every=1000", *extra]
+
+
+@pytest.fixture(scope="session")
+def frozen_models(tiny_models_dir, recognizer_path):
+    """Frozen tiny models shared by the trainer tests (loading them is the slow part of a Trainer)."""
+    from train.models import build_models
+
+    cfg = load_config(TINY_YAML, [f"model.tiny_dir={tiny_models_dir}", f"model.recognizer={recognizer_path}"])
+    return build_models(cfg.model)
 
 
 @pytest.fixture
-def tiny_config(tiny_manifest, recognizer_path, tmp_path):
-    cfg_file = Path(__file__).resolve().parents[2] / "train" / "configs" / "tiny.yaml"
-
+def tiny_config(tiny_manifest, recognizer_path, tiny_models_dir, tmp_path):
     def make(*extra):
-        return load_config(cfg_file, tiny_overrides(tiny_manifest, recognizer_path, tmp_path / "run", *extra))
+        return load_config(TINY_YAML, tiny_overrides(tiny_manifest, recognizer_path, tiny_models_dir, tmp_path / "run",
+                                                     *extra))
 
     return make

@@ -5,10 +5,12 @@ Loaded by ComfyUI as a custom node folder (tests/integration/comfy_harness.start
 
 - ``AnyPhotoTestTinyFluxLoader`` (seed, sizes) → MODEL: a tiny random-weight FLUX ModelPatcher.
 - ``AnyPhotoTestRandomConditioning`` (model, seed, tokens) → CONDITIONING of the model's text widths.
-- ``AnyPhotoTestLatentToImage`` (LATENT) → IMAGE: a stand-in for VAEDecode (there is no tiny VAE).
+- ``AnyPhotoTestLatentToImage`` (LATENT) → IMAGE: a stand-in for VAEDecode.
+- ``AnyPhotoTestTinyVAE`` → VAE: a fixed encode/decode stand-in (tiny_vae.py) for AnyPhotoApply and VAEDecode.
 """
 
 from .tiny_flux import build_tiny_flux, latent_to_image, random_conditioning
+from .tiny_vae import TinyVAE
 
 _SEED = ("INT", {"default": 0, "min": 0, "max": 2**31 - 1})
 
@@ -62,8 +64,22 @@ class AnyPhotoTestLatentToImage:
         return (latent_to_image(samples["samples"]),)
 
 
+class AnyPhotoTestTinyVAE:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+
+    RETURN_TYPES = ("VAE",)
+    FUNCTION = "load"
+    CATEGORY = "AnyPhoto/testing"
+
+    def load(self):
+        return (TinyVAE(),)
+
+
 NODE_CLASS_MAPPINGS = {
     "AnyPhotoTestTinyFluxLoader": AnyPhotoTestTinyFluxLoader,
     "AnyPhotoTestRandomConditioning": AnyPhotoTestRandomConditioning,
     "AnyPhotoTestLatentToImage": AnyPhotoTestLatentToImage,
+    "AnyPhotoTestTinyVAE": AnyPhotoTestTinyVAE,
 }

@@ -1,0 +1,193 @@
+"""Shared pieces of the forward/attention cost benchmarks: environment, timing, peak memory,
+identity layouts built with the core, and the token-count cost floor.
+
+Timing: one warm-up round, then ``rounds`` rounds in which every configuration runs once, in
+order; a configuration's ratio is the median over rounds of (its time / the baseline's time in
+the same round), so slow drift of a shared machine cancels.
+
+Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` minus what was allocated before the call.
+On CPU, :class:`TensorMemoryMeter` (a ``TorchDispatchMode``) adds up the storages of the tensors
+every op returns and drops them when they are freed: it sees every tensor torch allocates at
+operator level (inputs and weights that existed before the call are excluded), but not scratch
+memory private to a kernel (oneDNN/MKL workspaces, the CPU flash-attention kernel's per-thread
+buffers) nor allocator caching and fragmentation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import statistics
+import sys
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from anyphoto_core.canvas import FacePatch  # noqa: E402
+from anyphoto_core.conditioning import build_canvases, encode_canvas_tokens  # noqa: E402
+from anyphoto_core.geometry import arcface_template  # noqa: E402
+from anyphoto_core.placements import Placement  # noqa: E402
+from anyphoto_core.tokens import PIXELS_PER_TOKEN, IdentityTokens  # noqa: E402
+
+#: Nominal face-box sides (pixels at 1024x1024; scaled with the canvas) of identities 1..8. The
+#: pasted ArcFace crop is ~1.44x the nominal box, so these give ~80-256 tokens each at 1024^2.
+FACE_BOX_SIDES_1024 = (160, 128, 112, 144, 176, 96, 128, 160)
+
+
+def environment(device: torch.device, dtype: torch.dtype) -> dict:
+    """What the numbers were measured on."""
+    env = {
+        "torch": torch.__version__,
+        "device": str(device),
+        "dtype": str(dtype).replace("torch.", ""),
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "machine": platform.processor() or platform.machine(),
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall seconds of one call (device synchronized before and after)."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def paired_rounds(fns: dict[str, Callable[[], object]], baseline: str, rounds: int, device: torch.device) -> dict:
+    """Per configuration: median seconds and median ratio to ``baseline`` over ``rounds`` rounds.
+
+    One warm-up round runs first and is discarded.
+    """
+    times = {name: [] for name in fns}
+    for round_index in range(rounds + 1):
+        for name, fn in fns.items():
+            t = timed(fn, device)
+            if round_index:
+                times[name].append(t)
+    out = {}
+    for name, ts in times.items():
+        ratios = [t / b for t, b in zip(ts, times[baseline])]
+        out[name] = {"seconds": statistics.median(ts), "ratio": statistics.median(ratios), "samples": len(ts)}
+    return out
+
+
+class TensorMemoryMeter(TorchDispatchMode):
+    """Peak bytes of tensor storages alive at once among those allocated inside the mode."""
+
+    def __init__(self):
+        super().__init__()
+        self._live: dict[int, int] = {}
+        self.current = 0
+        self.peak = 0
+
+    def _release(self, key: int) -> None:
+        self.current -= self._live.pop(key, 0)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.device.type != "meta":
+                storage = t.untyped_storage()
+                key, nbytes = storage.data_ptr(), storage.nbytes()
+                if nbytes and key not in self._live:
+                    self._live[key] = nbytes
+                    self.current += nbytes
+                    self.peak = max(self.peak, self.current)
+                    weakref.finalize(storage, self._release, key)
+        return out
+
+
+def peak_bytes(fn: Callable[[], object], device: torch.device) -> int:
+    """Peak bytes allocated during ``fn()`` beyond what was allocated before (see module doc)."""
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.empty_cache()
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    with TensorMemoryMeter() as meter:
+        fn()
+    return meter.peak
+
+
+def face_boxes(size: int, count: int) -> list[tuple[float, float, float, float]]:
+    """``count`` (<= 8) non-overlapping face boxes on a ``size`` square: a 4x2 grid of cells."""
+    if count > len(FACE_BOX_SIDES_1024):
+        raise ValueError(f"at most {len(FACE_BOX_SIDES_1024)} identities, got {count}")
+    cell_w, cell_h = size / 4, size / 2
+    boxes = []
+    for i in range(count):
+        side = FACE_BOX_SIDES_1024[i] * size / 1024
+        cx, cy = (i % 4 + 0.5) * cell_w, (i // 4 + 0.5) * cell_h
+        boxes.append((cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2))
+    return boxes
+
+
+def _stand_in_vae(images: torch.Tensor) -> torch.Tensor:
+    """``(N, 3, H, W)`` -> ``(N, 16, H/8, W/8)``; token values do not change the cost."""
+    pooled = F.avg_pool2d(images, 8)
+    return pooled.repeat(1, 6, 1, 1)[:, :16]
+
+
+def identity_tokens(size: int, count: int, pruned: bool = True) -> list[IdentityTokens]:
+    """Identity tokens of ``count`` faces on a ``size`` square, from real canvases.
+
+    Canvases are built by the core (:func:`build_canvases`, an opaque 512 px ArcFace-aligned
+    patch per identity, like a crop from a photo) and pruned with the default majority rule;
+    ``pruned=False`` keeps every canvas token (OminiControl-style full-size condition).
+    """
+    patch = FacePatch.opaque(np.full((512, 512, 3), 128, np.uint8), arcface_template(512))
+    placements = [Placement.from_box(b) for b in face_boxes(size, count)]
+    canvases = build_canvases([patch] * count, placements, (size, size))
+    if not pruned:
+        canvases = [dataclasses.replace(c, mask=np.ones_like(c.mask)) for c in canvases]
+    return encode_canvas_tokens(canvases, _stand_in_vae)
+
+
+def image_tokens(size: int) -> int:
+    return (size // PIXELS_PER_TOKEN) ** 2
+
+
+def star_pairs(n_global: int, lengths: Sequence[int]) -> int:
+    """Query-key pairs the star topology needs: globals see all, identity i sees globals + itself."""
+    m = sum(lengths)
+    return n_global * (n_global + m) + sum(n * (n_global + n) for n in lengths)
+
+
+def forward_floor(n_global: int, lengths: Sequence[int], hidden: int, mlp_hidden: int, lora_rank: int) -> float:
+    """Ideal time ratio AnyPhoto / stock per FLUX block (the same for double and single blocks).
+
+    Per token and block the linears cost ``2 * (4 C^2 + 2 C F)`` FLOPs (``F`` = MLP width; double:
+    qkv + proj + two MLP linears, single: linear1 + linear2 -- equal), attention ``4 C`` FLOPs per
+    visible query-key pair (``QK^T`` and ``PV``), and each identity token adds the LoRA
+    ``2 r * sum(fan_in + fan_out)`` over the block's targets. Modulation, norms and RoPE are
+    ignored (per-row, well under 1%). floor = AnyPhoto FLOPs / stock FLOPs.
+    """
+    c, f, r = hidden, mlp_hidden, lora_rank
+    per_token = 2 * (4 * c * c + 2 * c * f)
+    lora_per_id_token = 2 * r * ((c + 3 * c) + (c + c) + (c + f) + (f + c))  # double-block targets
+    m = sum(lengths)
+    stock = per_token * n_global + 4 * c * n_global * n_global
+    anyphoto = per_token * (n_global + m) + lora_per_id_token * m + 4 * c * star_pairs(n_global, lengths)
+    return anyphoto / stock
