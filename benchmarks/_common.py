@@ -1,9 +1,9 @@
 """Shared pieces of the forward/attention cost benchmarks: environment, timing, peak memory,
 identity layouts built with the core, and the token-count cost floor.
 
-Timing: one warm-up round, then ``rounds`` rounds in which every configuration runs once, in
-order; a configuration's ratio is the median over rounds of (its time / the baseline's time in
-the same round), so slow drift of a shared machine cancels.
+Timing: one warm-up round (on CPU it also measures memory), then ``rounds`` rounds in which
+every configuration runs once, in order; a configuration's ratio is the median over rounds of
+(its time / the baseline's time in the same round), so slow drift of a shared machine cancels.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` minus what was allocated before the call.
 On CPU, :class:`TensorMemoryMeter` (a ``TorchDispatchMode``) adds up the storages of the tensors
@@ -73,20 +73,29 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
 
 
 def paired_rounds(fns: dict[str, Callable[[], object]], baseline: str, rounds: int, device: torch.device) -> dict:
-    """Per configuration: median seconds and median ratio to ``baseline`` over ``rounds`` rounds.
+    """Per configuration: median seconds, median ratio to ``baseline`` and peak bytes.
 
-    One warm-up round runs first and is discarded.
+    Round 0 is the warm-up: not timed; on CPU it measures peak memory (:func:`peak_bytes`) so
+    that no extra run is needed. On CUDA memory is measured after the timed rounds, so one-time
+    library workspaces allocated by the first calls are not charged to the first configuration.
     """
     times = {name: [] for name in fns}
+    peaks = {}
     for round_index in range(rounds + 1):
         for name, fn in fns.items():
-            t = timed(fn, device)
             if round_index:
-                times[name].append(t)
+                times[name].append(timed(fn, device))
+            elif device.type == "cpu":
+                peaks[name] = peak_bytes(fn, device)
+            else:
+                fn()
+    if device.type != "cpu":
+        peaks = {name: peak_bytes(fn, device) for name, fn in fns.items()}
     out = {}
     for name, ts in times.items():
-        ratios = [t / b for t, b in zip(ts, times[baseline])]
-        out[name] = {"seconds": statistics.median(ts), "ratio": statistics.median(ratios), "samples": len(ts)}
+        ratios = [t / b for t, b in zip(ts, times[baseline], strict=True)]
+        out[name] = {"seconds": statistics.median(ts), "ratio": statistics.median(ratios), "samples": len(ts),
+                     "peak_bytes": peaks[name]}
     return out
 
 
@@ -181,7 +190,8 @@ def forward_floor(n_global: int, lengths: Sequence[int], hidden: int, mlp_hidden
     Per token and block the linears cost ``2 * (4 C^2 + 2 C F)`` FLOPs (``F`` = MLP width; double:
     qkv + proj + two MLP linears, single: linear1 + linear2 -- equal), attention ``4 C`` FLOPs per
     visible query-key pair (``QK^T`` and ``PV``), and each identity token adds the LoRA
-    ``2 r * sum(fan_in + fan_out)`` over the block's targets. Modulation, norms and RoPE are
+    ``2 r * sum(fan_in + fan_out)`` over the block's targets (double-block targets ``8C + 2F``;
+    single ``6C + 2F``, a 0.01% difference in the floor). Modulation, norms and RoPE are
     ignored (per-row, well under 1%). floor = AnyPhoto FLOPs / stock FLOPs.
     """
     c, f, r = hidden, mlp_hidden, lora_rank

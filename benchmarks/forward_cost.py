@@ -22,15 +22,14 @@ import json
 import math
 
 import torch
-
 from _common import (
     environment,
     forward_floor,
     identity_tokens,
     image_tokens,
     paired_rounds,
-    peak_bytes,
 )
+
 from anyphoto_core.adapter import AdapterConfig, AnyPhotoAdapter
 from anyphoto_core.conditioning import identity_batch
 from anyphoto_core.flux import Flux, FluxParams
@@ -144,7 +143,7 @@ def run(args) -> list[dict]:
 
         fns = {name: (lambda b=cfg[3]: call(b)) for name, cfg in configs.items()}
         timing = paired_rounds(fns, "stock", args.rounds, device)
-        peaks = {name: peak_bytes(fn, device) for name, fn in fns.items()}
+        peaks = {name: t["peak_bytes"] for name, t in timing.items()}
         for name, (mode, n, lengths, _) in configs.items():
             n_global = N_TXT + n_img
             floor = forward_floor(n_global, lengths, params.hidden_size, params.mlp_hidden_dim, LORA_RANK)
@@ -185,7 +184,7 @@ def parse_args(argv=None):
         args.sizes, args.ids, args.unpruned_ids = [1024], [4], [4]
         args.rounds = args.rounds or 1
     else:
-        args.sizes, args.ids, args.unpruned_ids = [1024, 512], [0, 1, 2, 4, 8], [1, 4]
+        args.sizes, args.ids, args.unpruned_ids = [1024, 512], [1, 2, 4, 8], [4]
         args.rounds = args.rounds or 2
     if args.rounds < 1 or math.isnan(args.rounds):
         parser.error("--rounds must be at least 1")

@@ -34,7 +34,8 @@ def test_gradients_match_finite_differences():
     def loss(img, txt, id_vec):
         ctx = IdentityContext(lengths=LENGTHS, id_vec=id_vec, lora_delta=adapter.lora_delta)
         out_img, out_txt = double_block_forward(model.double_blocks[0], img, txt, vec, pe, ctx, "double_blocks.0")
-        x = single_block_forward(model.single_blocks[0], torch.cat([out_txt, out_img], 1), vec, pe, ctx, "single_blocks.0")
+        x = torch.cat([out_txt, out_img], dim=1)
+        x = single_block_forward(model.single_blocks[0], x, vec, pe, ctx, "single_blocks.0")
         return (x * weights).sum()
 
     leaves = [t.clone().requires_grad_() for t in inputs]

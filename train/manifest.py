@@ -108,7 +108,8 @@ def read_manifest(path: str | Path) -> Manifest:
                 galleries[obj["identity"]] = refs
             elif obj["kind"] == "image":
                 faces = tuple(
-                    FaceAnnotation(f["identity"], _points(f["box"], (4,), where), _points(f["landmarks"], (5, 2), where))
+                    FaceAnnotation(f["identity"], _points(f["box"], (4,), where),
+                                   _points(f["landmarks"], (5, 2), where))
                     for f in obj["faces"]
                 )
                 images.append(ImageRecord(_resolve(root, obj["image"]), str(obj.get("caption", "")), faces))
@@ -137,7 +138,8 @@ def write_manifest(path: str | Path, manifest: Manifest) -> None:
 
     lines = [
         {"kind": "identity", "identity": name, "references": [
-            {"image": rel(r.image), "landmarks": r.landmarks.tolist(), "embedding": [round(float(v), 6) for v in r.embedding]}
+            {"image": rel(r.image), "landmarks": r.landmarks.tolist(),
+             "embedding": [round(float(v), 6) for v in r.embedding]}
             for r in refs]}
         for name, refs in galleries_sorted(manifest)
     ]

@@ -81,14 +81,16 @@ def build_models(config: ModelConfig, device="cpu", dtype=torch.float32, need_re
         for role in ("flux", "vae", "clip_l", "t5"):
             if not getattr(files, role).is_file():
                 raise FileNotFoundError(f"model.{role} file not found: {getattr(files, role)} (set model.{role})")
-        pipe = AnyPhotoPipeline.from_files(files, [config.tokenizers or None, os.environ.get("COMFYUI_PATH")], device=device, dtype=dtype)
+        roots = [config.tokenizers or None, os.environ.get("COMFYUI_PATH")]
+        pipe = AnyPhotoPipeline.from_files(files, roots, device=device, dtype=dtype)
     text: EncodeText = pipe.text_encoders.encode
     if config.text_cache:
         text = CachedTextEncoder(text, config.text_cache)
     recognizer = None
     if need_recognizer:
         if not config.recognizer:
-            raise FileNotFoundError("the face loss needs model.recognizer (ArcFace ONNX, e.g. antelopev2/glintr100.onnx)")
+            raise FileNotFoundError("the face loss needs model.recognizer (ArcFace ONNX, e.g. "
+                                    "antelopev2/glintr100.onnx); or set loss.face_weight=0 and loss.nce_weight=0")
         recognizer = TorchArcFace(config.recognizer).to(device)
     pipe.flux.requires_grad_(False).eval()
     return FrozenModels(pipe.flux, pipe.vae, text, recognizer)

@@ -83,7 +83,9 @@ class AnyPhotoObjective(nn.Module):
                 p.data = p.data.to(device)
         return self
 
-    def forward(self, s: PreparedSample, t: Tensor, noise: Tensor, negatives: Tensor | None = None) -> dict[str, Tensor]:
+    def forward(self, s: PreparedSample, t: Tensor, noise: Tensor,
+                negatives: Tensor | None = None) -> dict[str, Tensor]:
+        """Loss terms ``flow``, ``face`` (``nce``) and the total ``loss`` of one sample at time ``t`` (1,)."""
         m, cfg = self.models, self.config
         flux = m.flux
         dtype = flux.img_in.weight.dtype
@@ -148,12 +150,14 @@ class Trainer:
         self.manifest = manifest or read_manifest(config.data.manifest)
         self.data = SampleBuilder(self.manifest, config.data, seed=rc.seed)
         torch.manual_seed(rc.seed)
-        self.adapter = AnyPhotoAdapter(adapter_config_for(self.models.flux, config), lora_dropout=config.model.lora_dropout)
+        self.adapter = AnyPhotoAdapter(adapter_config_for(self.models.flux, config),
+                                       lora_dropout=config.model.lora_dropout)
         oc = config.optim
         params = [p for p in self.adapter.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=oc.lr, betas=tuple(oc.betas), weight_decay=oc.weight_decay, eps=oc.eps)
         warmup = max(oc.warmup_steps, 0)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
         objective = AnyPhotoObjective(self.adapter, self.models, config).to_device(device)
         self.objective, self.optimizer = accelerator.prepare(objective, optimizer, device_placement=[False, False])
         self.scheduler = scheduler  # stepped once per optimizer step (accelerate's wrapper steps per process)
@@ -219,8 +223,9 @@ class Trainer:
                 if not torch.isfinite(loss):
                     raise TrainingDivergedError(
                         f"loss is {loss.item()} at step {self.step} (terms: "
-                        f"{ {k: float(v) for k, v in out.items()} }); training stopped. The last good checkpoint is "
-                        f"{self.last_checkpoint or 'none (no checkpoint written yet)'}. Lower optim.lr or check the data."
+                        f"{ {k: float(v.detach()) for k, v in out.items()} }); training stopped. The last good "
+                        f"checkpoint is {self.last_checkpoint or 'none (no checkpoint written yet)'}; resume from it "
+                        "with a lower optim.lr (--resume), or check the data."
                     )
                 self.accelerator.backward(loss)
                 if self.accelerator.sync_gradients and self.config.optim.max_grad_norm > 0:

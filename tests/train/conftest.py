@@ -92,6 +92,12 @@ def frozen_models(tiny_models_dir, recognizer_path):
 
 
 @pytest.fixture
+def tiny_cli_args(tiny_manifest, recognizer_path, tiny_models_dir, tmp_path):
+    """``--config``-style arguments for ``python -m train fit`` / a launched worker: (yaml path, overrides)."""
+    return str(TINY_YAML), tiny_overrides(tiny_manifest, recognizer_path, tiny_models_dir, tmp_path / "run")
+
+
+@pytest.fixture
 def tiny_config(tiny_manifest, recognizer_path, tiny_models_dir, tmp_path):
     def make(*extra):
         return load_config(TINY_YAML, tiny_overrides(tiny_manifest, recognizer_path, tiny_models_dir, tmp_path / "run",

@@ -36,14 +36,25 @@ def test_each_degradation_keeps_shape_range_dtype(name):
 
 
 def test_hflip_mirrors_pixels_and_swaps_landmarks():
+    """A marker pixel under each landmark must sit under the matching (left/right swapped) flipped landmark."""
     p = _patch()
+    img = p.image.copy()
+    lmk = np.round(p.landmarks)
+    colors = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [0, 255, 255]], np.uint8)
+    for (x, y), c in zip(lmk.astype(int), colors, strict=True):
+        img[y, x] = c
+    p = FacePatch(img, p.alpha, lmk)
     f = hflip(p, np.random.default_rng(0))
     np.testing.assert_array_equal(f.image[:, 0], p.image[:, -1])
-    lm = p.landmarks
-    np.testing.assert_allclose(f.landmarks[0], [111 - lm[1, 0], lm[1, 1]])  # new left eye = old right eye
-    np.testing.assert_allclose(f.landmarks[3], [111 - lm[4, 0], lm[4, 1]])
-    # the ArcFace template is nearly mirror-symmetric (about x = 55.9), so its flip is within 1 px of it
-    np.testing.assert_allclose(f.landmarks, lm, atol=1.0)
+    np.testing.assert_array_equal(f.alpha, p.alpha[:, ::-1])
+    names = ["left eye", "right eye", "nose", "left mouth", "right mouth"]
+    for j, (x, y) in enumerate(f.landmarks.astype(int)):
+        want = {"left eye": 1, "right eye": 0, "nose": 2, "left mouth": 4, "right mouth": 3}[names[j]]
+        np.testing.assert_array_equal(f.image[y, x], colors[want])
+    assert f.landmarks[0, 0] < f.landmarks[1, 0] and f.landmarks[3, 0] < f.landmarks[4, 0]  # left stays image-left
+    again = hflip(f, np.random.default_rng(0))
+    np.testing.assert_array_equal(again.image, p.image)
+    np.testing.assert_allclose(again.landmarks, p.landmarks)
 
 
 def test_degrade_zero_probabilities_is_identity_and_unknown_name_is_error():

@@ -71,7 +71,7 @@ def test_face_loss_gradient_reaches_projector_and_lora(tiny_config, frozen_model
 
 
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_config, frozen_models):
-    """The trainer's ``model.gradient_checkpointing`` switch (core ``checkpoint_blocks``) changes nothing numerically."""
+    """``model.gradient_checkpointing`` (the core's ``checkpoint_blocks``) changes nothing numerically."""
     results = []
     for flag in ("false", "true"):
         tr = Trainer(tiny_config("data.id_dropout=0.0", f"model.gradient_checkpointing={flag}"), models=frozen_models)

@@ -1,0 +1,91 @@
+"""Benchmark: identity-isolated attention, fast path vs the masked reference.
+
+    python benchmarks/attention_cost.py [--json] [--quick] [--threads 2] [--rounds N]
+
+Real FLUX.1 attention shape (24 heads x 128, bf16, one batch row), 512 text + 4096 / 1024 image
+tokens, 1/2/4/8 identities with token counts from real canvases (pruned), plus 4 unpruned
+canvases. Per row: seconds and peak memory of :func:`isolated_attention` and of
+:func:`masked_reference_attention`, their ratios (fast / reference), and the largest attention mask
+the fast path passed to the kernel (it must never be ``N x N``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+from _common import environment, identity_tokens, image_tokens, paired_rounds
+
+from anyphoto_core.attention import isolated_attention, masked_reference_attention, sdpa_attention
+
+N_TXT, HEADS, HEAD_DIM = 512, 24, 128
+
+
+def run(args) -> list[dict]:
+    cuda = torch.cuda.is_available() and not args.cpu
+    device, dtype = torch.device("cuda" if cuda else "cpu"), torch.bfloat16
+    torch.set_num_threads(args.threads)
+    env = environment(device, dtype)
+    rows = []
+    for size in args.sizes:
+        n_global = N_TXT + image_tokens(size)
+        cases = [(f"pruned x{n}", n, True) for n in args.ids]
+        cases += [(f"unpruned x{n}", n, False) for n in args.unpruned_ids]
+        for name, n, pruned in cases:
+            lengths = tuple(t.count for t in identity_tokens(size, n, pruned=pruned))
+            total = n_global + sum(lengths)
+            g = torch.Generator(device=device).manual_seed(0)
+            shape = (1, HEADS, total, HEAD_DIM)
+            q, k, v = (torch.randn(shape, generator=g, device=device, dtype=dtype) for _ in range(3))
+            masks = []
+
+            def spy(q_, k_, v_, mask, masks=masks):
+                masks.append(0 if mask is None else mask.numel())
+                return sdpa_attention(q_, k_, v_, mask)
+
+            with torch.inference_mode():
+                isolated_attention(q, k, v, n_global, lengths, attn_fn=spy)
+                fns = {
+                    "reference": lambda a=(q, k, v, n_global, lengths): masked_reference_attention(*a),
+                    "fast": lambda a=(q, k, v, n_global, lengths): isolated_attention(*a),
+                }
+                timing = paired_rounds(fns, "reference", args.rounds, device)
+                peaks = {key: t["peak_bytes"] for key, t in timing.items()}
+            row = {
+                **env, "size": size, "case": name, "identity_tokens": list(lengths), "total_tokens": total,
+                "fast_seconds": timing["fast"]["seconds"], "reference_seconds": timing["reference"]["seconds"],
+                "time_ratio": timing["fast"]["ratio"], "fast_peak_bytes": peaks["fast"],
+                "reference_peak_bytes": peaks["reference"], "memory_ratio": peaks["fast"] / peaks["reference"],
+                "largest_fast_mask_elements": max(masks), "full_mask_elements": total * total,
+            }
+            rows.append(row)
+            if args.json:
+                print(json.dumps(row), flush=True)
+            else:
+                print(f"{size:>5} {name:>12} N={total:>6} fast {row['fast_seconds'] * 1e3:8.1f} ms "
+                      f"ref {row['reference_seconds'] * 1e3:8.1f} ms ratio {row['time_ratio']:5.3f}  "
+                      f"peak {peaks['fast'] / 2**20:6.0f} / {peaks['reference'] / 2**20:6.0f} MiB "
+                      f"ratio {row['memory_ratio']:5.3f}  largest mask {max(masks):>9} "
+                      f"(N*N = {total * total})", flush=True)
+    return rows
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="one JSON object per row")
+    parser.add_argument("--quick", action="store_true", help="1024^2 only, one round")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds after one warm-up round")
+    parser.add_argument("--cpu", action="store_true", help="stay on CPU even if CUDA is available")
+    args = parser.parse_args(argv)
+    args.sizes = [1024] if args.quick else [1024, 512]
+    args.ids, args.unpruned_ids = [1, 2, 4, 8], [4]
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    return args
+
+
+if __name__ == "__main__":
+    run(parse_args())
