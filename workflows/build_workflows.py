@@ -109,6 +109,10 @@ def node_spec(class_type: str, pack_nodes: dict) -> NodeSpec:
     raise KeyError(f"{class_type} is neither a pack node nor listed in CORE_NODES")
 
 
+#: Sizes the real frontend (1.27) gives nodes whose widgets need more than the default room.
+NODE_SIZES = {"AnyPhotoBuildLocationCanvas": (340, 480)}
+
+
 @dataclass
 class GraphNode:
     """One node: ``widgets`` name -> value, ``links`` input name -> (source node id, output slot)."""
@@ -127,33 +131,33 @@ def anyphoto_graph(boxes: list, prompt: str) -> list[GraphNode]:
     photos = json.dumps([[f"person_{k + 1}.jpg"] for k in range(n)])
     placements = json.dumps({"version": 1, "units": "fraction", "people": [{"box": b} for b in boxes]})
     return [
-        GraphNode(1, "UNETLoader", (40, 60), {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}),
-        GraphNode(2, "DualCLIPLoader", (40, 220), {"clip_name1": "clip_l.safetensors",
+        GraphNode(1, "UNETLoader", (0, 0), {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}),
+        GraphNode(2, "DualCLIPLoader", (0, 200), {"clip_name1": "clip_l.safetensors",
                                                    "clip_name2": "t5xxl_fp16.safetensors", "type": "flux",
                                                    "device": "default"}),
-        GraphNode(3, "VAELoader", (40, 420), {"vae_name": "ae.safetensors"}),
-        GraphNode(4, "CLIPTextEncode", (420, 60), {"text": prompt}, {"clip": (2, 0)}, "Positive prompt"),
-        GraphNode(5, "FluxGuidance", (820, 60), {"guidance": 3.5}, {"conditioning": (4, 0)}),
-        GraphNode(6, "CLIPTextEncode", (420, 300), {"text": ""}, {"clip": (2, 0)}, "Negative prompt (unused at cfg 1)"),
-        GraphNode(7, "AnyPhotoFaceAnalysisLoader", (40, 560), {"model_pack": "antelopev2", "provider": "auto"}),
-        GraphNode(8, "AnyPhotoAdapterLoader", (40, 720), {"adapter_name": "anyphoto_flux1_dev.safetensors"}),
-        GraphNode(9, "AnyPhotoLoadFaceRefs", (420, 520), {"choice_rule": "largest", "face_index": 0,
+        GraphNode(3, "VAELoader", (0, 400), {"vae_name": "ae.safetensors"}),
+        GraphNode(4, "CLIPTextEncode", (380, 0), {"text": prompt}, {"clip": (2, 0)}, "Positive prompt"),
+        GraphNode(5, "FluxGuidance", (760, 0), {"guidance": 3.5}, {"conditioning": (4, 0)}),
+        GraphNode(6, "CLIPTextEncode", (380, 200), {"text": ""}, {"clip": (2, 0)}, "Negative prompt (unused at cfg 1)"),
+        GraphNode(7, "AnyPhotoFaceAnalysisLoader", (0, 600), {"model_pack": "antelopev2", "provider": "auto"}),
+        GraphNode(8, "AnyPhotoAdapterLoader", (0, 800), {"adapter_name": "anyphoto_flux1_dev.safetensors"}),
+        GraphNode(9, "AnyPhotoLoadFaceRefs", (380, 400), {"choice_rule": "largest", "face_index": 0,
                                                           "on_no_face": "error", "photos": photos},
                   {"face_analysis": (7, 0)}),
-        GraphNode(10, "AnyPhotoArcFaceEmbed", (820, 520), {}, {"face_refs": (9, 0)}),
-        GraphNode(11, "AnyPhotoBuildLocationCanvas", (820, 660), {"width": 1024, "height": 1024,
+        GraphNode(10, "AnyPhotoArcFaceEmbed", (760, 200), {}, {"face_refs": (9, 0)}),
+        GraphNode(11, "AnyPhotoBuildLocationCanvas", (760, 400), {"width": 1024, "height": 1024,
                                                                   "placements": placements},
                   {"face_refs": (9, 0)}),
-        GraphNode(12, "AnyPhotoApply", (1240, 360), {"identity_weight": 1.0, "person_weights": "",
+        GraphNode(12, "AnyPhotoApply", (1140, 0), {"identity_weight": 1.0, "person_weights": "",
                                                      "lora_strength": 1.0, "start_percent": 0.0, "end_percent": 1.0},
                   {"model": (1, 0), "adapter": (8, 0), "vae": (3, 0), "canvas": (11, 0), "embeds": (10, 0)}),
-        GraphNode(13, "EmptySD3LatentImage", (1240, 720), {"width": 1024, "height": 1024, "batch_size": 1}),
-        GraphNode(14, "AnyPhotoIdentityIsolatedSampler", (1640, 200),
+        GraphNode(13, "EmptySD3LatentImage", (1140, 320), {"width": 1024, "height": 1024, "batch_size": 1}),
+        GraphNode(14, "AnyPhotoIdentityIsolatedSampler", (1520, 0),
                   {"seed": 42, "steps": 28, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple",
                    "denoise": 1.0, "identity_guidance": 1.0, "isolation": True},
                   {"model": (12, 0), "positive": (5, 0), "negative": (6, 0), "latent_image": (13, 0)}),
-        GraphNode(15, "VAEDecode", (2040, 200), {}, {"samples": (14, 0), "vae": (3, 0)}),
-        GraphNode(16, "SaveImage", (2280, 200), {"filename_prefix": f"AnyPhoto_{n}p"}, {"images": (15, 0)}),
+        GraphNode(15, "VAEDecode", (1520, 380), {}, {"samples": (14, 0), "vae": (3, 0)}),
+        GraphNode(16, "SaveImage", (1520, 560), {"filename_prefix": f"AnyPhoto_{n}p"}, {"images": (15, 0)}),
     ]
 
 
@@ -202,7 +206,8 @@ def to_ui(graph: list[GraphNode], pack_nodes: dict) -> dict:
                 links.append([link_id, src, slot, node.id, len(inputs), specs[src].outputs[slot][1]])
                 out_links.setdefault((src, slot), []).append(link_id)
             inputs.append({"name": inp.name, "type": inp.type, "link": link_id})
-        entry = {"id": node.id, "type": node.class_type, "pos": list(node.pos), "size": [340, 130],
+        size = list(NODE_SIZES.get(node.class_type, (340, 130)))
+        entry = {"id": node.id, "type": node.class_type, "pos": list(node.pos), "size": size,
                  "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": [],
                  "properties": {"Node name for S&R": node.class_type},
                  "widgets_values": widgets_values(node, spec)}
