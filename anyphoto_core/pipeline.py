@@ -83,8 +83,17 @@ def default_device() -> tuple[torch.device, torch.dtype]:
 class AnyPhotoPipeline:
     """Loaded models of one run. Build with :meth:`from_files` or :meth:`tiny`."""
 
-    def __init__(self, flux: Flux, vae: FluxVAE, text_encoders: TextEncoders, adapter: AnyPhotoAdapter | None,
-                 device: torch.device, dtype: torch.dtype, files: dict[str, str], is_tiny: bool = False):
+    def __init__(
+        self,
+        flux: Flux,
+        vae: FluxVAE,
+        text_encoders: TextEncoders,
+        adapter: AnyPhotoAdapter | None,
+        device: torch.device,
+        dtype: torch.dtype,
+        files: dict[str, str],
+        is_tiny: bool = False,
+    ):
         self.flux, self.vae, self.text_encoders, self.adapter = flux.eval(), vae, text_encoders, adapter
         self.device, self.dtype, self.files, self.is_tiny = device, dtype, files, is_tiny
         self._prompt_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -98,9 +107,12 @@ class AnyPhotoPipeline:
         flux = load_flux(files.flux, dtype=dtype, device=device)
         adapter = cls._load_adapter(files.adapter, flux, device, dtype)
         vae = load_flux_vae(files.vae, dtype=dtype, device=device)
-        encoders = TextEncoders(load_clip_text_model(files.clip_l, dtype=dtype, device=device),
-                                load_t5_encoder(files.t5, dtype=dtype, device=device),
-                                load_tokenizer(tok_dirs.clip), load_tokenizer(tok_dirs.t5))
+        encoders = TextEncoders(
+            load_clip_text_model(files.clip_l, dtype=dtype, device=device),
+            load_t5_encoder(files.t5, dtype=dtype, device=device),
+            load_tokenizer(tok_dirs.clip),
+            load_tokenizer(tok_dirs.t5),
+        )
         names = {k: str(v) for k, v in vars(files).items() if v is not None}
         return cls(flux, vae, encoders, adapter, torch.device(device), dtype, names)
 
@@ -112,12 +124,21 @@ class AnyPhotoPipeline:
         adapter = cls._load_adapter(adapter_path or root / "adapter.safetensors", flux, "cpu", torch.float32)
         vae = load_flux_vae(root / "vae.safetensors", config=TINY_VAE_CONFIG)
         tok = load_tokenizer(root / "tokenizer")
-        encoders = TextEncoders(load_clip_text_model(root / "clip.safetensors", TINY_CLIP_CONFIG),
-                                load_t5_encoder(root / "t5.safetensors", TINY_T5_CONFIG), tok, tok,
-                                TINY_MAX_LENGTH, TINY_MAX_LENGTH)
-        files = {"flux": str(root / "flux.safetensors"), "vae": str(root / "vae.safetensors"),
-                 "clip_l": str(root / "clip.safetensors"), "t5": str(root / "t5.safetensors"),
-                 "adapter": str(adapter_path or root / "adapter.safetensors")}
+        encoders = TextEncoders(
+            load_clip_text_model(root / "clip.safetensors", TINY_CLIP_CONFIG),
+            load_t5_encoder(root / "t5.safetensors", TINY_T5_CONFIG),
+            tok,
+            tok,
+            TINY_MAX_LENGTH,
+            TINY_MAX_LENGTH,
+        )
+        files = {
+            "flux": str(root / "flux.safetensors"),
+            "vae": str(root / "vae.safetensors"),
+            "clip_l": str(root / "clip.safetensors"),
+            "t5": str(root / "t5.safetensors"),
+            "adapter": str(adapter_path or root / "adapter.safetensors"),
+        }
         return cls(flux, vae, encoders, adapter, torch.device("cpu"), torch.float32, files, is_tiny=True)
 
     @staticmethod
@@ -125,9 +146,13 @@ class AnyPhotoPipeline:
         if path is None:
             return None
         p = flux.params
-        adapter = load_adapter(path, hidden_size=p.hidden_size, depth=p.depth, depth_single_blocks=p.depth_single_blocks)
+        adapter = load_adapter(
+            path, hidden_size=p.hidden_size, depth=p.depth, depth_single_blocks=p.depth_single_blocks
+        )
         adapter.to(dtype=dtype)  # the LoRA hosts are weightless meta shadows: move only real weights
-        for module in [adapter.projector] + [m for name, m in adapter.named_modules() if name.endswith(("lora_A", "lora_B"))]:
+        for module in [adapter.projector] + [
+            m for name, m in adapter.named_modules() if name.endswith(("lora_A", "lora_B"))
+        ]:
             module.to(device=device)
         return adapter.eval().requires_grad_(False)
 
@@ -135,29 +160,38 @@ class AnyPhotoPipeline:
         """``(txt, y)`` for ``prompt`` (cached); the encoders are freed afterwards unless told not to."""
         if prompt not in self._prompt_cache:
             if self.text_encoders.clip is None:
-                raise RuntimeError("the text encoders were freed after the first prompt; load the pipeline again "
-                                   "or call encode_prompt(..., free_encoders=False) for several prompts")
+                raise RuntimeError(
+                    "the text encoders were freed after the first prompt; load the pipeline again "
+                    "or call encode_prompt(..., free_encoders=False) for several prompts"
+                )
             self._prompt_cache[prompt] = self.text_encoders.encode(prompt)
         if free_encoders:
             self.text_encoders.free()
         return self._prompt_cache[prompt]
 
-    def identity_inputs(self, identities: Sequence[Identity], placements: Sequence[Placement],
-                        size: tuple[int, int], weights=None) -> tuple[IdentityBatch | None, list[LocationCanvas]]:
+    def identity_inputs(
+        self, identities: Sequence[Identity], placements: Sequence[Placement], size: tuple[int, int], weights=None
+    ) -> tuple[IdentityBatch | None, list[LocationCanvas]]:
         """Canvases and the forward's :class:`IdentityBatch` (None when there are no identities)."""
         if not identities:
             return None, []
         if self.adapter is None:
-            raise ValueError("identities were given but no AnyPhoto adapter is loaded; pass --adapter FILE or put "
-                             "the adapter .safetensors in <models>/anyphoto/")
+            raise ValueError(
+                "identities were given but no AnyPhoto adapter is loaded; pass --adapter FILE or put "
+                "the adapter .safetensors in <models>/anyphoto/"
+            )
         canvases = build_canvases([face_patch(i) for i in identities], placements, size)
         tokens = encode_canvas_tokens(canvases, self.vae.encode)
         emb = torch.from_numpy(np.stack([i.embedding for i in identities]))
         with torch.no_grad():
             deltas = self.adapter.modulation_offsets(emb)
         batch = identity_batch(tokens, deltas, 1, weights)
-        moved = IdentityBatch(batch.tokens.to(self.device, self.dtype), batch.ids.to(self.device), batch.lengths,
-                              batch.delta.to(self.device, self.dtype))
+        moved = IdentityBatch(
+            batch.tokens.to(self.device, self.dtype),
+            batch.ids.to(self.device),
+            batch.lengths,
+            batch.delta.to(self.device, self.dtype),
+        )
         return moved, canvases
 
     def initial_noise(self, settings: GenerationSettings) -> torch.Tensor:
@@ -167,16 +201,22 @@ class AnyPhotoPipeline:
         return pack_latent(noise)
 
     @torch.no_grad()
-    def generate(self, settings: GenerationSettings, identities: Sequence[Identity] = (),
-                 placements: Sequence[Placement] = (), progress: ProgressFn | None = None) -> GenerationResult:
+    def generate(
+        self,
+        settings: GenerationSettings,
+        identities: Sequence[Identity] = (),
+        placements: Sequence[Placement] = (),
+        progress: ProgressFn | None = None,
+    ) -> GenerationResult:
         """Run the whole pipeline; ``progress(step, total)`` after every sampling step."""
         timings: dict[str, float] = {}
         start = time.perf_counter()
         txt, y = self.encode_prompt(settings.prompt)
         timings["text"] = time.perf_counter() - start
         start = time.perf_counter()
-        ids, canvases = self.identity_inputs(identities, placements, (settings.width, settings.height),
-                                             settings.identity_weights)
+        ids, canvases = self.identity_inputs(
+            identities, placements, (settings.width, settings.height), settings.identity_weights
+        )
         timings["identity"] = time.perf_counter() - start
         start = time.perf_counter()
         h_tok, w_tok = settings.height // PIXELS_PER_TOKEN, settings.width // PIXELS_PER_TOKEN
@@ -188,14 +228,20 @@ class AnyPhotoPipeline:
         lora = self.adapter.lora_delta if self.adapter is not None else None
 
         def velocity(x, t, with_identity):
-            out = self.flux.forward_anyphoto(x.to(dt), img_ids, txt, txt_ids, t.to(dt), y, guidance,
-                                             ids if with_identity else None, lora_delta=lora)
+            out = self.flux.forward_anyphoto(
+                x.to(dt), img_ids, txt, txt_ids, t.to(dt), y, guidance, ids if with_identity else None, lora_delta=lora
+            )
             return out.float()
 
         callback = (lambda i, n, _x: progress(i, n)) if progress is not None else None
         id_guidance = settings.id_guidance if ids is not None else 1.0
-        x = euler_sample(velocity, self.initial_noise(settings).to(dev), flux_schedule(settings.steps, h_tok * w_tok),
-                         id_guidance, callback)
+        x = euler_sample(
+            velocity,
+            self.initial_noise(settings).to(dev),
+            flux_schedule(settings.steps, h_tok * w_tok),
+            id_guidance,
+            callback,
+        )
         timings["sampling"] = time.perf_counter() - start
         start = time.perf_counter()
         image = self.vae.decode(unpack_tokens(x, h_tok, w_tok))[0]
@@ -207,5 +253,9 @@ class AnyPhotoPipeline:
 
 def model_summary(pipeline: AnyPhotoPipeline) -> dict:
     """JSON-ready description of the loaded models."""
-    return {"files": {k: str(Path(v)) for k, v in pipeline.files.items()}, "tiny": pipeline.is_tiny,
-            "device": str(pipeline.device), "dtype": str(pipeline.dtype).replace("torch.", "")}
+    return {
+        "files": {k: str(Path(v)) for k, v in pipeline.files.items()},
+        "tiny": pipeline.is_tiny,
+        "device": str(pipeline.device),
+        "dtype": str(pipeline.dtype).replace("torch.", ""),
+    }

@@ -15,9 +15,13 @@ def tiny(tmp_path_factory):
 
 
 def _tree(root, tiny):
-    for sub, name, src in [("diffusion_models", "flux1-dev.safetensors", "flux"), ("vae", "ae.safetensors", "vae"),
-                           ("text_encoders", "clip_l.safetensors", "clip"), ("text_encoders", "t5xxl.safetensors", "t5"),
-                           ("anyphoto", "anyphoto.safetensors", "adapter")]:
+    for sub, name, src in [
+        ("diffusion_models", "flux1-dev.safetensors", "flux"),
+        ("vae", "ae.safetensors", "vae"),
+        ("text_encoders", "clip_l.safetensors", "clip"),
+        ("text_encoders", "t5xxl.safetensors", "t5"),
+        ("anyphoto", "anyphoto.safetensors", "adapter"),
+    ]:
         (root / sub).mkdir(parents=True, exist_ok=True)
         (root / sub / name).write_bytes((tiny / f"{src}.safetensors").read_bytes())
     (root / "text_encoders" / "notes.safetensors").parent.mkdir(exist_ok=True)

@@ -35,12 +35,17 @@ def stock_flux_image(pipe, settings):
     """Independent stock FLUX run: plain ``Flux.forward`` (no identity code), same seed and schedule."""
     txt, y = pipe.encode_prompt(settings.prompt)
     h, w = settings.height // 16, settings.width // 16
-    noise = torch.randn(1, 16, settings.height // 8, settings.width // 8, generator=torch.Generator().manual_seed(settings.seed))
+    noise = torch.randn(
+        1, 16, settings.height // 8, settings.width // 8, generator=torch.Generator().manual_seed(settings.seed)
+    )
     ids, txt_ids = image_token_ids(h, w)[None], torch.zeros(1, txt.shape[1], 3)
     g = torch.full((1,), settings.guidance)
     with torch.no_grad():
-        x = euler_sample(lambda x, t, _: pipe.flux(x, ids, txt, txt_ids, t, y, g), pack_latent(noise),
-                         flux_schedule(settings.steps, h * w))
+        x = euler_sample(
+            lambda x, t, _: pipe.flux(x, ids, txt, txt_ids, t, y, g),
+            pack_latent(noise),
+            flux_schedule(settings.steps, h * w),
+        )
         img = pipe.vae.decode(unpack_tokens(x, h, w))[0]
     return ((img.permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
 

@@ -1,18 +1,14 @@
 """Finding model files in a ComfyUI ``models`` folder.
 
-Folders searched (first match wins, ``*.safetensors`` sorted by name; files are identified by their
-tensor names, read from the safetensors header only, never by file name):
+Per role, the folders searched under the models dir (first match wins, ``*.safetensors`` sorted by
+name) and how a file is identified (tensor names from the safetensors header, never the file name):
 
-=================  ===============================================  ===========================
-role               folders under the models dir                     identified by
-=================  ===============================================  ===========================
-FLUX transformer   ``diffusion_models/``, ``unet/``                 ``double_blocks.0.img_attn.norm.key_norm.scale``
-VAE                ``vae/``                                         ``encoder.down.0.block.0.conv1.weight`` (BFL) or diffusers key
-CLIP-L             ``text_encoders/``, ``clip/``                    ``text_model.encoder.layers.0...``
-T5-XXL             ``text_encoders/``, ``clip/``                    ``encoder.block.0.layer.0.SelfAttention.q.weight``
-adapter            ``anyphoto/``                                    metadata ``format = anyphoto-adapter``
-face analysis      ``insightface/`` (``models/antelopev2/*.onnx``)  folder
-=================  ===============================================  ===========================
+* FLUX transformer: ``diffusion_models/``, ``unet/``; key ``double_blocks.0.img_attn.norm.key_norm.scale``.
+* VAE: ``vae/``; key ``encoder.down.0.block.0.conv1.weight`` (BFL) or its diffusers equivalent.
+* CLIP-L: ``text_encoders/``, ``clip/``; keys ``text_model.encoder.layers.0...``.
+* T5-XXL: ``text_encoders/``, ``clip/``; key ``encoder.block.0.layer.0.SelfAttention.q.weight``.
+* adapter: ``anyphoto/``; metadata ``format = anyphoto-adapter``.
+* face analysis: ``insightface/`` (``models/antelopev2/*.onnx``); the folder.
 
 Explicit paths override discovery. A file given explicitly that is of the wrong kind is refused
 by its loader with a message naming what it is and what to pick instead.
@@ -40,8 +36,13 @@ _SIGNATURES = {
     "clip_l": ("text_model.encoder.layers.0.self_attn.q_proj.weight",),
     "t5": ("encoder.block.0.layer.0.SelfAttention.q.weight",),
 }
-ROLE_NAMES = {"flux": "FLUX.1-dev transformer", "vae": "FLUX VAE (ae.safetensors)", "clip_l": "CLIP-L text encoder",
-              "t5": "T5-XXL text encoder", "adapter": "AnyPhoto adapter"}
+ROLE_NAMES = {
+    "flux": "FLUX.1-dev transformer",
+    "vae": "FLUX VAE (ae.safetensors)",
+    "clip_l": "CLIP-L text encoder",
+    "t5": "T5-XXL text encoder",
+    "adapter": "AnyPhoto adapter",
+}
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,36 @@ from .errors import ModelFileError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-CLIP_L_CONFIG = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, projection_dim=768,
-                     num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=77,
-                     hidden_act="quick_gelu", layer_norm_eps=1e-5, bos_token_id=49406, eos_token_id=49407,
-                     pad_token_id=1)
-T5_XXL_CONFIG = dict(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
-                     relative_attention_num_buckets=32, relative_attention_max_distance=128,
-                     feed_forward_proj="gated-gelu", layer_norm_epsilon=1e-6, dropout_rate=0.0,
-                     is_encoder_decoder=False, use_cache=False, tie_word_embeddings=False)
+CLIP_L_CONFIG = dict(
+    vocab_size=49408,
+    hidden_size=768,
+    intermediate_size=3072,
+    projection_dim=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    max_position_embeddings=77,
+    hidden_act="quick_gelu",
+    layer_norm_eps=1e-5,
+    bos_token_id=49406,
+    eos_token_id=49407,
+    pad_token_id=1,
+)
+T5_XXL_CONFIG = dict(
+    vocab_size=32128,
+    d_model=4096,
+    d_kv=64,
+    d_ff=10240,
+    num_layers=24,
+    num_heads=64,
+    relative_attention_num_buckets=32,
+    relative_attention_max_distance=128,
+    feed_forward_proj="gated-gelu",
+    layer_norm_epsilon=1e-6,
+    dropout_rate=0.0,
+    is_encoder_decoder=False,
+    use_cache=False,
+    tie_word_embeddings=False,
+)
 CLIP_MAX_LENGTH, T5_MAX_LENGTH = 77, 512
 CLIP_KEY = "encoder.layers.0.self_attn.q_proj.weight"
 T5_KEY = "encoder.block.0.layer.0.SelfAttention.q.weight"
@@ -56,7 +78,7 @@ def _strip(sd: dict[str, Tensor], key: str) -> dict[str, Tensor]:
     if hit is None:
         return {}
     prefix = hit[: -len(key)]
-    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix) and k[len(prefix):] not in _UNUSED}
+    return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix) and k[len(prefix) :] not in _UNUSED}
 
 
 def _load(model_cls, config, sd: dict[str, Tensor], source: str, what: str, dtype, device):
@@ -66,7 +88,10 @@ def _load(model_cls, config, sd: dict[str, Tensor], source: str, what: str, dtyp
     root = "text_model." if any(k.startswith("text_model.") for k in expected) else ""  # transformers 4 vs 5 CLIP
     sd = {root + k: v for k, v in sd.items()}
     if "shared.weight" in expected:  # T5: embed_tokens is tied to shared
-        for a, b in (("shared.weight", "encoder.embed_tokens.weight"), ("encoder.embed_tokens.weight", "shared.weight")):
+        for a, b in (
+            ("shared.weight", "encoder.embed_tokens.weight"),
+            ("encoder.embed_tokens.weight", "shared.weight"),
+        ):
             if a not in sd and b in sd:
                 sd[a] = sd[b]
     missing, unexpected = expected.keys() - sd.keys(), sd.keys() - expected.keys()
@@ -130,7 +155,8 @@ def find_tokenizer_dirs(roots) -> TokenizerDirs:
     raise ModelFileError(
         "no local tokenizers found (tokenizers are never downloaded). Either pass --tokenizers DIR pointing at a "
         "diffusers-format FLUX.1-dev folder (with tokenizer/ and tokenizer_2/), or at a ComfyUI checkout (with "
-        f"comfy/sd1_tokenizer/ and comfy/text_encoders/t5_tokenizer/), or set COMFYUI_PATH. Looked in: {sorted(set(tried))}"
+        "comfy/sd1_tokenizer/ and comfy/text_encoders/t5_tokenizer/), or set COMFYUI_PATH. "
+        f"Looked in: {sorted(set(tried))}"
     )
 
 
@@ -146,8 +172,15 @@ def load_tokenizer(folder: Path):
 class TextEncoders:
     """Both encoders and tokenizers; :meth:`encode` gives FLUX's ``(txt, y)``; :meth:`free` drops the weights."""
 
-    def __init__(self, clip, t5, clip_tokenizer, t5_tokenizer, clip_max_length: int = CLIP_MAX_LENGTH,
-                 t5_max_length: int = T5_MAX_LENGTH):
+    def __init__(
+        self,
+        clip,
+        t5,
+        clip_tokenizer,
+        t5_tokenizer,
+        clip_max_length: int = CLIP_MAX_LENGTH,
+        t5_max_length: int = T5_MAX_LENGTH,
+    ):
         self.clip, self.t5 = clip, t5
         self.clip_tokenizer, self.t5_tokenizer = clip_tokenizer, t5_tokenizer
         self.clip_max_length, self.t5_max_length = clip_max_length, t5_max_length
@@ -157,10 +190,12 @@ class TextEncoders:
         """``prompt`` -> ``txt`` ``(1, t5_max_length, d_model)`` and ``y`` ``(1, clip_hidden)``, float32 CPU."""
         if self.clip is None:
             raise RuntimeError("text encoders were freed; load them again")
-        t5_ids = self.t5_tokenizer([prompt], padding="max_length", max_length=self.t5_max_length, truncation=True,
-                                   return_tensors="pt").input_ids
-        clip_ids = self.clip_tokenizer([prompt], padding="max_length", max_length=self.clip_max_length,
-                                       truncation=True, return_tensors="pt").input_ids
+        t5_ids = self.t5_tokenizer(
+            [prompt], padding="max_length", max_length=self.t5_max_length, truncation=True, return_tensors="pt"
+        ).input_ids
+        clip_ids = self.clip_tokenizer(
+            [prompt], padding="max_length", max_length=self.clip_max_length, truncation=True, return_tensors="pt"
+        ).input_ids
         txt = self.t5(input_ids=t5_ids.to(self.t5.device)).last_hidden_state
         y = self.clip(input_ids=clip_ids.to(self.clip.device)).pooler_output
         return txt.float().cpu(), y.float().cpu()

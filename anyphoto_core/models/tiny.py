@@ -28,23 +28,55 @@ from ..adapter import AdapterConfig, AnyPhotoAdapter
 from ..flux import Flux, FluxParams
 
 TINY_VERSION = "v1"
-TINY_FLUX = FluxParams.tiny(hidden_size=64, num_heads=2, depth=1, depth_single_blocks=1, context_in_dim=32,
-                            vec_in_dim=16)
+TINY_FLUX = FluxParams.tiny(
+    hidden_size=64, num_heads=2, depth=1, depth_single_blocks=1, context_in_dim=32, vec_in_dim=16
+)
 TINY_VAE_CONFIG = {
-    "in_channels": 3, "out_channels": 3,
-    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "block_out_channels": [8, 8, 16, 16], "layers_per_block": 1, "act_fn": "silu", "latent_channels": 16,
-    "norm_num_groups": 4, "sample_size": 64, "scaling_factor": 0.3611, "shift_factor": 0.1159,
-    "use_quant_conv": False, "use_post_quant_conv": False,
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "block_out_channels": [8, 8, 16, 16],
+    "layers_per_block": 1,
+    "act_fn": "silu",
+    "latent_channels": 16,
+    "norm_num_groups": 4,
+    "sample_size": 64,
+    "scaling_factor": 0.3611,
+    "shift_factor": 0.1159,
+    "use_quant_conv": False,
+    "use_post_quant_conv": False,
 }
 _CHARS = list(string.ascii_lowercase + string.digits + " .,!?'-")
 _SPECIALS = ["<pad>", "</s>", "<unk>", "<s>"]
-TINY_CLIP_CONFIG = dict(vocab_size=len(_SPECIALS) + len(_CHARS), hidden_size=16, intermediate_size=32,
-                        projection_dim=16, num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=32,
-                        hidden_act="quick_gelu", bos_token_id=3, eos_token_id=1, pad_token_id=0)
-TINY_T5_CONFIG = dict(vocab_size=len(_SPECIALS) + len(_CHARS), d_model=32, d_kv=16, d_ff=64, num_layers=1,
-                      num_heads=2, feed_forward_proj="gated-gelu", dropout_rate=0.0, is_encoder_decoder=False,
-                      use_cache=False, tie_word_embeddings=False, pad_token_id=0, eos_token_id=1)
+TINY_CLIP_CONFIG = dict(
+    vocab_size=len(_SPECIALS) + len(_CHARS),
+    hidden_size=16,
+    intermediate_size=32,
+    projection_dim=16,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    max_position_embeddings=32,
+    hidden_act="quick_gelu",
+    bos_token_id=3,
+    eos_token_id=1,
+    pad_token_id=0,
+)
+TINY_T5_CONFIG = dict(
+    vocab_size=len(_SPECIALS) + len(_CHARS),
+    d_model=32,
+    d_kv=16,
+    d_ff=64,
+    num_layers=1,
+    num_heads=2,
+    feed_forward_proj="gated-gelu",
+    dropout_rate=0.0,
+    is_encoder_decoder=False,
+    use_cache=False,
+    tie_word_embeddings=False,
+    pad_token_id=0,
+    eos_token_id=1,
+)
 TINY_MAX_LENGTH = 32
 
 
@@ -69,9 +101,16 @@ def _randomize(model: torch.nn.Module, seed: int) -> None:
 
 
 def tiny_adapter_config() -> AdapterConfig:
-    return AdapterConfig(hidden_size=TINY_FLUX.hidden_size, mlp_hidden_dim=TINY_FLUX.mlp_hidden_dim,
-                         depth=TINY_FLUX.depth, depth_single_blocks=TINY_FLUX.depth_single_blocks, rank=4,
-                         alpha=4.0, projector_hidden=32, base_model="anyphoto-tiny")
+    return AdapterConfig(
+        hidden_size=TINY_FLUX.hidden_size,
+        mlp_hidden_dim=TINY_FLUX.mlp_hidden_dim,
+        depth=TINY_FLUX.depth,
+        depth_single_blocks=TINY_FLUX.depth_single_blocks,
+        rank=4,
+        alpha=4.0,
+        projector_hidden=32,
+        base_model="anyphoto-tiny",
+    )
 
 
 def _save(tensors: dict, path: Path) -> None:
@@ -88,8 +127,14 @@ def _build_tokenizer(folder: Path) -> None:
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                                   bos_token="<s>", model_max_length=TINY_MAX_LENGTH)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        bos_token="<s>",
+        model_max_length=TINY_MAX_LENGTH,
+    )
     fast.save_pretrained(str(folder))
 
 
@@ -114,8 +159,10 @@ def ensure_tiny_models(folder: Path | None = None) -> Path:
     _save({f"text_model.{k}": v for k, v in clip_sd.items()}, folder / "clip.safetensors")  # ComfyUI's layout
     t5 = T5EncoderModel(T5Config(**TINY_T5_CONFIG))
     _randomize(t5, 3)
-    _save({k: v for k, v in t5.state_dict().items() if k != "encoder.embed_tokens.weight"},  # tied to shared
-          folder / "t5.safetensors")
+    _save(
+        {k: v for k, v in t5.state_dict().items() if k != "encoder.embed_tokens.weight"},  # tied to shared
+        folder / "t5.safetensors",
+    )
     _build_tokenizer(folder / "tokenizer")
     adapter = AnyPhotoAdapter(tiny_adapter_config())
     gen = torch.Generator().manual_seed(4)

@@ -63,7 +63,7 @@ class FluxVAE:
     def encode(self, images: Tensor) -> Tensor:
         """``(N, 3, H, W)`` in [-1, 1] -> model-space latents ``(N, 16, H/8, W/8)`` float32 (posterior mode)."""
         z = self.model.encode(images.to(self.device, self.dtype)).latent_dist.mode()
-        return ((z.float() - self.shift) * self.scale)
+        return (z.float() - self.shift) * self.scale
 
     @torch.no_grad()
     def decode(self, latents: Tensor) -> Tensor:
@@ -78,7 +78,7 @@ def vae_state_dict_to_diffusers(sd: dict[str, Tensor], config: dict, source: str
 
     if any(k.endswith(_DIFFUSERS_KEY) for k in sd):
         prefix = next(k for k in sd if k.endswith(_DIFFUSERS_KEY))[: -len(_DIFFUSERS_KEY)]
-        return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
     if any(k.endswith(_BFL_KEY) for k in sd):
         return convert_ldm_vae_checkpoint(sd, config)
     some = ", ".join(sorted(sd)[:3]) or "no tensors"
@@ -88,8 +88,13 @@ def vae_state_dict_to_diffusers(sd: dict[str, Tensor], config: dict, source: str
     )
 
 
-def flux_vae_from_state_dict(sd: dict[str, Tensor], config: dict = FLUX_VAE_CONFIG, source: str = "state dict",
-                             dtype: torch.dtype = torch.float32, device="cpu") -> FluxVAE:
+def flux_vae_from_state_dict(
+    sd: dict[str, Tensor],
+    config: dict = FLUX_VAE_CONFIG,
+    source: str = "state dict",
+    dtype: torch.dtype = torch.float32,
+    device="cpu",
+) -> FluxVAE:
     """Build ``AutoencoderKL(**config)`` and load ``sd`` (BFL or diffusers layout) into it."""
     from diffusers import AutoencoderKL
 
@@ -109,8 +114,9 @@ def flux_vae_from_state_dict(sd: dict[str, Tensor], config: dict = FLUX_VAE_CONF
     return FluxVAE(model.to(device), source)
 
 
-def load_flux_vae(path: str | os.PathLike, dtype: torch.dtype = torch.float32, device="cpu",
-                  config: dict = FLUX_VAE_CONFIG) -> FluxVAE:
+def load_flux_vae(
+    path: str | os.PathLike, dtype: torch.dtype = torch.float32, device="cpu", config: dict = FLUX_VAE_CONFIG
+) -> FluxVAE:
     """Load a FLUX VAE safetensors file (BFL ``ae.safetensors`` or diffusers layout)."""
     source = os.fspath(path)
     try:
