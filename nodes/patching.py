@@ -174,8 +174,16 @@ class PostInputPatch:
         return out
 
 
-class DoubleBlockPatch:
-    """``patches_replace["dit"][("double_block", i)]``: the core double-block forward."""
+class BlockPatch:
+    """Shared body of the ``patches_replace["dit"]`` block callbacks.
+
+    While the identities are inactive it calls ComfyUI's ``original_block``; otherwise it refuses an
+    attention mask and runs :meth:`forward` (the core block forward) with the call's
+    :class:`~anyphoto_core.blocks.IdentityContext` and the block's adapter path ``"<PATH>.<index>"``.
+    ``KIND`` is the block's key in ``patches_replace["dit"]``, ``PATH`` its module list in the FLUX model.
+    """
+
+    KIND = PATH = ""
 
     def __init__(self, call: CallState, index: int, block):
         self.call, self.index, self.block = call, index, block
@@ -183,34 +191,34 @@ class DoubleBlockPatch:
     def __call__(self, args: dict, extra: dict, **kwargs) -> dict:
         if not self.call.active:
             return extra["original_block"](args)
-        _reject_attention_mask(args)
-        ctx = self.call.context(args["vec"])
-        img, txt = double_block_forward(self.block, args["img"], args["txt"], args["vec"], args["pe"], ctx,
-                                        f"double_blocks.{self.index}")
+        if args.get("attn_mask") is not None:
+            raise ValueError(
+                "AnyPhoto cannot be combined with an attention-mask conditioning (e.g. StyleModelApply with "
+                "strength_type attn_bias): remove that node or set its strength_type to multiply"
+            )
+        return self.forward(args, self.call.context(args["vec"]), f"{self.PATH}.{self.index}")
+
+    def forward(self, args: dict, ctx: IdentityContext, path: str) -> dict:
+        raise NotImplementedError
+
+
+class DoubleBlockPatch(BlockPatch):
+    """``patches_replace["dit"][("double_block", i)]``: the core double-block forward."""
+
+    KIND, PATH = "double_block", "double_blocks"
+
+    def forward(self, args: dict, ctx: IdentityContext, path: str) -> dict:
+        img, txt = double_block_forward(self.block, args["img"], args["txt"], args["vec"], args["pe"], ctx, path)
         return {"img": img, "txt": txt}
 
 
-class SingleBlockPatch:
+class SingleBlockPatch(BlockPatch):
     """``patches_replace["dit"][("single_block", i)]``: the core single-block forward."""
 
-    def __init__(self, call: CallState, index: int, block):
-        self.call, self.index, self.block = call, index, block
+    KIND, PATH = "single_block", "single_blocks"
 
-    def __call__(self, args: dict, extra: dict, **kwargs) -> dict:
-        if not self.call.active:
-            return extra["original_block"](args)
-        _reject_attention_mask(args)
-        ctx = self.call.context(args["vec"])
-        img = single_block_forward(self.block, args["img"], args["vec"], args["pe"], ctx, f"single_blocks.{self.index}")
-        return {"img": img}
-
-
-def _reject_attention_mask(args: dict) -> None:
-    if args.get("attn_mask") is not None:
-        raise ValueError(
-            "AnyPhoto cannot be combined with an attention-mask conditioning (e.g. StyleModelApply with "
-            "strength_type attn_bias): remove that node or set its strength_type to multiply"
-        )
+    def forward(self, args: dict, ctx: IdentityContext, path: str) -> dict:
+        return {"img": single_block_forward(self.block, args["img"], args["vec"], args["pe"], ctx, path)}
 
 
 def current_sigma(transformer_options: dict) -> float | None:
@@ -228,10 +236,9 @@ def patched_options(transformer_options: dict, call: CallState, diffusion_model)
     patches.setdefault("post_input", []).append(PostInputPatch(call))
     replace = {k: dict(v) for k, v in options.get("patches_replace", {}).items()}
     dit = replace.setdefault("dit", {})
-    for i, block in enumerate(diffusion_model.double_blocks):
-        dit[("double_block", i)] = DoubleBlockPatch(call, i, block)
-    for i, block in enumerate(diffusion_model.single_blocks):
-        dit[("single_block", i)] = SingleBlockPatch(call, i, block)
+    for patch in (DoubleBlockPatch, SingleBlockPatch):
+        for i, block in enumerate(getattr(diffusion_model, patch.PATH)):
+            dit[(patch.KIND, i)] = patch(call, i, block)
     options["patches"], options["patches_replace"] = patches, replace
     return options
 

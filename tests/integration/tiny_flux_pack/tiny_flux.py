@@ -70,14 +70,18 @@ def random_flux_state_dict(model: torch.nn.Module, seed: int) -> dict[str, torch
     return out
 
 
-def build_tiny_flux(seed: int = 0, **config):
-    """A ComfyUI ``ModelPatcher`` around a tiny random-weight FLUX (fp32). ``config``: see tiny_flux_config."""
+def build_tiny_flux(seed: int = 0, weight_dtype: torch.dtype = torch.float32, **config):
+    """A ComfyUI ``ModelPatcher`` around a tiny random-weight FLUX. ``config``: see tiny_flux_config.
+
+    ``weight_dtype`` other than float32 stores the weights in it with float32 compute, as
+    ``load_diffusion_model_state_dict`` configures an fp8 checkpoint (ComfyUI picks ``manual_cast`` ops).
+    """
     import comfy.model_management as mm
     import comfy.model_patcher
     import comfy.supported_models
 
     model_config = comfy.supported_models.Flux(tiny_flux_config(**config))
-    model_config.set_inference_dtype(torch.float32, None)
+    model_config.set_inference_dtype(weight_dtype, None if weight_dtype == torch.float32 else torch.float32)
     base = model_config.get_model({})
     base.diffusion_model.load_state_dict(random_flux_state_dict(base.diffusion_model, seed))
     return comfy.model_patcher.ModelPatcher(base, load_device=mm.get_torch_device(),
