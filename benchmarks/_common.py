@@ -15,6 +15,7 @@ buffers) nor allocator caching and fragmentation.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import platform
 import statistics
@@ -201,3 +202,14 @@ def forward_floor(n_global: int, lengths: Sequence[int], hidden: int, mlp_hidden
     stock = per_token * n_global + 4 * c * n_global * n_global
     anyphoto = per_token * (n_global + m) + lora_per_id_token * m + 4 * c * star_pairs(n_global, lengths)
     return anyphoto / stock
+
+
+def benchmark_arg_parser(description: str, quick_help: str) -> argparse.ArgumentParser:
+    """The options every benchmark script shares: ``--json --quick --threads --rounds --cpu``."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="one JSON object per row")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds after one warm-up round")
+    parser.add_argument("--cpu", action="store_true", help="stay on CPU even if CUDA is available")
+    return parser

@@ -11,11 +11,10 @@ the fast path passed to the kernel (it must never be ``N x N``).
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import torch
-from _common import environment, identity_tokens, image_tokens, paired_rounds
+from _common import benchmark_arg_parser, environment, identity_tokens, image_tokens, paired_rounds
 
 from anyphoto_core.attention import isolated_attention, masked_reference_attention, sdpa_attention
 
@@ -72,12 +71,7 @@ def run(args) -> list[dict]:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", action="store_true", help="one JSON object per row")
-    parser.add_argument("--quick", action="store_true", help="1024^2 only, one round")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=None, help="timed rounds after one warm-up round")
-    parser.add_argument("--cpu", action="store_true", help="stay on CPU even if CUDA is available")
+    parser = benchmark_arg_parser(__doc__, "1024^2 only, one round")
     args = parser.parse_args(argv)
     args.sizes = [1024] if args.quick else [1024, 512]
     args.ids, args.unpruned_ids = [1, 2, 4, 8], [4]

@@ -17,12 +17,12 @@ full-depth FLUX.1-dev counted (adapter still excluded). ``--json`` prints one JS
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
 import torch
 from _common import (
+    benchmark_arg_parser,
     environment,
     forward_floor,
     identity_tokens,
@@ -173,12 +173,7 @@ def run(args) -> list[dict]:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", action="store_true", help="one JSON object per row")
-    parser.add_argument("--quick", action="store_true", help="fewer rows, one round (a few minutes on 2 CPU cores)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=None, help="timed rounds after one warm-up round")
-    parser.add_argument("--cpu", action="store_true", help="stay on CPU even if CUDA is available")
+    parser = benchmark_arg_parser(__doc__, "fewer rows, one round (a few minutes on 2 CPU cores)")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.ids, args.unpruned_ids = [1024], [4], [4]
