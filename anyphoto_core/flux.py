@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from .attention import AttentionFn, sdpa_attention
 from .blocks import IdentityContext, apply_rope, double_block_forward, single_block_forward
+from .state_dicts import assign_state_dict, state_dict_mismatch
 
 COMFY_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
 _DETECT_KEY = "double_blocks.0.img_attn.norm.key_norm.scale"
@@ -463,11 +464,8 @@ def flux_from_state_dict(
     params = params_from_state_dict(sd, source)
     with torch.device("meta"):
         model = Flux(params)
-    missing, unexpected = model.state_dict().keys() - sd.keys(), sd.keys() - model.state_dict().keys()
-    if missing or unexpected:
-        raise FluxLoadError(
-            f"{source} does not match the FLUX.1 layout: missing {sorted(missing)[:3]}, "
-            f"unexpected {sorted(unexpected)[:3]}"
-        )
-    model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, assign=True)
+    mismatch = state_dict_mismatch(model, sd)
+    if mismatch:
+        raise FluxLoadError(f"{source} does not match the FLUX.1 layout: {mismatch}")
+    assign_state_dict(model, sd, dtype)
     return model.to(device)

@@ -56,3 +56,12 @@ def test_pickle_and_missing_files_are_refused(tmp_path):
         load_flux(path)
     with pytest.raises(FluxLoadError, match="not found"):
         load_flux(tmp_path / "nope.safetensors")
+
+
+def test_wrong_shaped_tensor_is_refused(tmp_path):
+    sd = {k: v.contiguous() for k, v in tiny_flux(dtype=torch.float32).state_dict().items()}
+    sd["single_blocks.0.linear2.bias"] = torch.zeros(7)
+    path = tmp_path / "odd.safetensors"
+    save_file(sd, path)
+    with pytest.raises(FluxLoadError, match=r"wrong shape \['single_blocks.0.linear2.bias'\]"):
+        load_flux(path)

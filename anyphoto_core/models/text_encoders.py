@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..flux import read_safetensors
+from ..state_dicts import assign_state_dict, state_dict_mismatch
 from .errors import ModelFileError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -94,15 +95,13 @@ def _load(model_cls, config, sd: dict[str, Tensor], source: str, what: str, dtyp
         ):
             if a not in sd and b in sd:
                 sd[a] = sd[b]
-    missing, unexpected = expected.keys() - sd.keys(), sd.keys() - expected.keys()
-    bad = [k for k in expected.keys() & sd.keys() if expected[k].shape != sd[k].shape]
-    if missing or unexpected or bad:
+    mismatch = state_dict_mismatch(model, sd)
+    if mismatch:
         raise ModelFileError(
-            f"{source} does not fit the {what} text encoder: missing {sorted(missing)[:2]}, unexpected "
-            f"{sorted(unexpected)[:2]}, wrong shape {sorted(bad)[:2]}. Use the matching file (clip_l.safetensors / "
-            "t5xxl_fp16.safetensors in ComfyUI's models/text_encoders)."
+            f"{source} does not fit the {what} text encoder: {mismatch}. Use the matching file "
+            "(clip_l.safetensors / t5xxl_fp16.safetensors in ComfyUI's models/text_encoders)."
         )
-    model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, assign=True)
+    assign_state_dict(model, sd, dtype)
     for name, buf in list(model.named_buffers()):  # non-persistent buffers are not in files: rebuild them
         if buf.is_meta:
             if not name.endswith("position_ids"):

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ..flux import read_safetensors
+from ..state_dicts import assign_state_dict, state_dict_mismatch
 from .errors import ModelFileError
 
 #: diffusers ``AutoencoderKL`` config of the FLUX.1 VAE.
@@ -101,16 +102,13 @@ def flux_vae_from_state_dict(
     converted = vae_state_dict_to_diffusers(sd, config, source)
     with torch.device("meta"):
         model = AutoencoderKL(**config)
-    expected = model.state_dict()
-    missing, unexpected = expected.keys() - converted.keys(), converted.keys() - expected.keys()
-    bad_shape = [k for k in expected.keys() & converted.keys() if expected[k].shape != converted[k].shape]
-    if missing or unexpected or bad_shape:
+    mismatch = state_dict_mismatch(model, converted)
+    if mismatch:
         raise ModelFileError(
-            f"{source} does not match the FLUX VAE (16 latent channels): missing {sorted(missing)[:2]}, "
-            f"unexpected {sorted(unexpected)[:2]}, wrong shape {sorted(bad_shape)[:2]}. "
+            f"{source} does not match the FLUX VAE (16 latent channels): {mismatch}. "
             "Use the FLUX.1 ae.safetensors (an SD1.5/SDXL VAE has 4 latent channels and does not fit)."
         )
-    model.load_state_dict({k: v.to(dtype) for k, v in converted.items()}, assign=True)
+    assign_state_dict(model, converted, dtype)
     return FluxVAE(model.to(device), source)
 
 
