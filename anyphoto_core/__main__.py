@@ -1,7 +1,7 @@
-"""``python -m anyphoto_core``: the ``anyphoto`` command (see :mod:`anyphoto_core.cli`)."""
+"""``python -m anyphoto_core``: the ``anyphoto`` command (see :mod:`anyphoto_core.app.cli`)."""
 
 import sys
 
-from .cli import main
+from .app.cli import main
 
 sys.exit(main())

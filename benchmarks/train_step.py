@@ -43,7 +43,7 @@ def worker(hidden: int, resolution: int, steps: int, overrides: list[str]) -> di
     from fixtures.face_models import build_tiny_recognizer
 
     from anyphoto_core.flux import Flux, FluxParams
-    from anyphoto_core.models.tiny import TINY_FLUX, ensure_tiny_models
+    from anyphoto_core.app.models.tiny import TINY_FLUX, ensure_tiny_models
     from train.config import load_config
     from train.manifest import Manifest, read_manifest
     from train.models import build_models

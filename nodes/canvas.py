@@ -11,7 +11,7 @@ from anyphoto_core.canvas import FacePatch
 from anyphoto_core.conditioning import build_canvases
 from anyphoto_core.faces import placements_from_layout_photo
 from anyphoto_core.placements import parse_placements
-from anyphoto_core.previews import resize_square
+from anyphoto_core.app.previews import resize_square
 
 from . import host
 from .types import CANVAS, FACE_ANALYSIS, FACE_REFS, CanvasSet

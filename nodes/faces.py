@@ -10,7 +10,7 @@ import numpy as np
 from anyphoto_core.adapter import DEFAULT_EMBEDDING_KIND
 from anyphoto_core.faces import CHOICE_RULES, FaceModelError, build_identity, load_face_analyzer
 from anyphoto_core.faces.references import Identity, l2_normalize
-from anyphoto_core.previews import face_strip
+from anyphoto_core.app.previews import face_strip
 
 from . import host
 from .types import EMBEDS, FACE_ANALYSIS, FACE_REFS, IdentityEmbeds

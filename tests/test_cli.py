@@ -10,8 +10,8 @@ import pytest
 from fixtures.face_models import insightface_image
 from PIL import Image
 
-from anyphoto_core.cli import main, parse_person
-from anyphoto_core.models.tiny import ensure_tiny_models
+from anyphoto_core.app.cli import main, parse_person
+from anyphoto_core.app.models.tiny import ensure_tiny_models
 
 T1 = str(insightface_image("t1.jpg"))
 FAST = ["--size", "96x64", "--steps", "2"]

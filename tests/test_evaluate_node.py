@@ -17,7 +17,7 @@ A, B, C = SCENE_FACES
 
 
 def _iou(a, b):
-    """Box IoU written out here, independent of anyphoto_core.metrics."""
+    """Box IoU written out here, independent of anyphoto_core.evaluation.metrics."""
     w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anyphoto_core import metrics
+from anyphoto_core.evaluation import metrics
 from anyphoto_core.evaluation import load_bench
 from anyphoto_core.evaluation.case_metrics import pad_reference
 from anyphoto_core.evaluation.cli import main

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from anyphoto_core import metrics
+from anyphoto_core.evaluation import metrics
 
 D = 512
 

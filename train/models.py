@@ -1,10 +1,10 @@
 """Frozen models of training: FLUX transformer, VAE, text encoders (with an optional disk cache) and the
 differentiable ArcFace.
 
-All weights load through the standalone pipeline's loaders (:class:`anyphoto_core.pipeline.AnyPhotoPipeline`:
+All weights load through the standalone pipeline's loaders (:class:`anyphoto_core.app.pipeline.AnyPhotoPipeline`:
 ``load_flux``, ``load_flux_vae`` = diffusers ``AutoencoderKL`` with FLUX shift/scale, transformers CLIP-L
 and T5 from single safetensors files, local tokenizers). ``model.kind: tiny`` uses the core's built-in
-tiny random-weight set (``anyphoto_core.models.tiny``). What is trainer-specific lives here: the
+tiny random-weight set (``anyphoto_core.app.models.tiny``). What is trainer-specific lives here: the
 per-caption text-embedding cache and a VAE decode that keeps the graph (the face loss differentiates
 through it).
 """
@@ -23,9 +23,9 @@ from torch import Tensor
 
 from anyphoto_core.faces import TorchArcFace
 from anyphoto_core.flux import Flux
-from anyphoto_core.models import ModelFiles
-from anyphoto_core.models.vae import FluxVAE
-from anyphoto_core.pipeline import AnyPhotoPipeline
+from anyphoto_core.app.models import ModelFiles
+from anyphoto_core.app.models.vae import FluxVAE
+from anyphoto_core.app.pipeline import AnyPhotoPipeline
 
 from .config import ModelConfig
 

@@ -1,7 +1,7 @@
 """Evaluation on MultiID-Bench-format data: bench metrics, placement accuracy, CSV/JSON/HTML report.
 
 Entry points: :func:`run_evaluation` (library, face analyzer passed in) and
-``python -m anyphoto_core.evaluation`` (CLI). Metric definitions live in :mod:`anyphoto_core.metrics`.
+``python -m anyphoto_core.evaluation`` (CLI). Metric definitions live in :mod:`anyphoto_core.evaluation.metrics`.
 """
 
 from .analyzer import BenchFaceAnalyzer, DetectedFace, load_bench_analyzer

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .. import metrics
+from . import metrics
 from .analyzer import BenchFaceAnalyzer
 from .dataset import BenchCase, find_generated, target_boxes
 

@@ -10,7 +10,7 @@ import html
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..metrics import PlacementResult
+from .metrics import PlacementResult
 
 #: Distinct colours for identities 1..8 (then repeating); RGB.
 PALETTE = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48),

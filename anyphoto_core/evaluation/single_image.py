@@ -1,7 +1,7 @@
 """Placement accuracy of one generated image, for hosts (the ComfyUI ``AnyPhotoEvaluate`` node).
 
 Detect and embed every face of the image, credit faces to identities with
-:func:`anyphoto_core.metrics.placement_accuracy`, and report / draw the result. Identity k (0-based in
+:func:`anyphoto_core.evaluation.metrics.placement_accuracy`, and report / draw the result. Identity k (0-based in
 code) is numbered ``k + 1`` and drawn in :func:`~.figures.identity_color` ``(k)``.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..metrics import PlacementResult, placement_accuracy
+from .metrics import PlacementResult, placement_accuracy
 from .analyzer import BenchFaceAnalyzer
 from .case_metrics import FaceRecord, analyze_faces
 from .figures import annotate_generation

@@ -2,7 +2,7 @@
 
 * Bench metrics (Sim(GT), Sim(Ref), CP, CLIP-I, CLIP-T, Aes): only cases the bench keeps
   (:attr:`CaseResult.bench_valid`, i.e. Sim(Ref) exists) and, per metric, only cases where the
-  value exists; then :func:`anyphoto_core.metrics.robust_summary` (IQR rule).
+  value exists; then :func:`anyphoto_core.evaluation.metrics.robust_summary` (IQR rule).
 * Placement: every identity of every case whose references have a face and whose targets are
   known, a missing generation or face counting as a miss; plain means, no outlier removal.
 """
@@ -13,7 +13,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from ..metrics import robust_summary
+from .metrics import robust_summary
 from .case_metrics import CaseResult
 
 #: (CaseResult attribute, column title) of the bench metrics, in report order.

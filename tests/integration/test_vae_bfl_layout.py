@@ -1,14 +1,14 @@
 """The FLUX VAE loader on a BFL/LDM-layout file, checked against ComfyUI's own VAE modules.
 
 ComfyUI's ``Encoder``/``Decoder`` use the black-forest-labs key layout of ``ae.safetensors``. A tiny
-random-weight pair saved from them must load through ``anyphoto_core.models.vae`` (diffusers'
+random-weight pair saved from them must load through ``anyphoto_core.app.models.vae`` (diffusers'
 single-file conversion) and encode/decode exactly as ComfyUI does.
 """
 
 import torch
 from safetensors.torch import save_file
 
-from anyphoto_core.models.vae import FLUX_VAE_CONFIG, load_flux_vae
+from anyphoto_core.app.models.vae import FLUX_VAE_CONFIG, load_flux_vae
 
 TINY_LDM = dict(double_z=True, z_channels=16, resolution=64, in_channels=3, out_ch=3, ch=32,
                 ch_mult=[1, 1, 1, 1], num_res_blocks=1, attn_resolutions=[], dropout=0.0)

@@ -11,7 +11,7 @@ from fixtures.face_models import build_tiny_recognizer, insightface_image
 
 from anyphoto_core.faces import TorchArcFace, load_photo
 from anyphoto_core.geometry import ARCFACE_TEMPLATE_112
-from anyphoto_core.models.tiny import ensure_tiny_models
+from anyphoto_core.app.models.tiny import ensure_tiny_models
 from train.config import load_config
 from train.manifest import FaceAnnotation, ImageRecord, Manifest, ReferencePhoto, write_manifest
 

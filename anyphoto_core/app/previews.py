@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .canvas import LocationCanvas
+from ..canvas import LocationCanvas
 
 #: One colour per person, the location editor's palette (docs/location_editor.md): 1 red, 2 green...
 PERSON_COLORS = (

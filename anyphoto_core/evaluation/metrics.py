@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .geometry import validate_box
+from ..geometry import validate_box
 
 #: Norm floor of :func:`cosine_matrix`, as ``torch.nn.functional.cosine_similarity`` (eps=1e-8).
 COSINE_EPS = 1e-8

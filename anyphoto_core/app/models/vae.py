@@ -17,8 +17,8 @@ import os
 import torch
 from torch import Tensor
 
-from ..flux import read_safetensors
-from ..state_dicts import assign_state_dict, state_dict_mismatch
+from ...flux import read_safetensors
+from ...state_dicts import assign_state_dict, state_dict_mismatch
 from .errors import ModelFileError
 
 #: diffusers ``AutoencoderKL`` config of the FLUX.1 VAE.

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..flux import read_safetensors
-from ..state_dicts import assign_state_dict, state_dict_mismatch
+from ...flux import read_safetensors
+from ...state_dicts import assign_state_dict, state_dict_mismatch
 from .errors import ModelFileError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from ..adapter import AdapterConfig, AnyPhotoAdapter
-from ..flux import Flux, FluxParams
+from ...adapter import AdapterConfig, AnyPhotoAdapter
+from ...flux import Flux, FluxParams
 
 TINY_VERSION = "v1"
 TINY_FLUX = FluxParams.tiny(

