@@ -26,8 +26,10 @@ def _pip(*args: str) -> None:
 def main() -> None:
     have_gpu, have_cpu = _installed("onnxruntime-gpu"), _installed("onnxruntime")
     if have_gpu and have_cpu:
-        print("[AnyPhoto] both onnxruntime and onnxruntime-gpu are installed; they conflict. Fix: "
-              "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu")
+        print(
+            "[AnyPhoto] both onnxruntime and onnxruntime-gpu are installed; they conflict. Fix: "
+            "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"
+        )
     elif not (have_gpu or have_cpu):
         try:
             import torch

@@ -154,9 +154,7 @@ def _global_attention(
     rows_with = sees.nonzero().flatten()
     rows_without = (~sees).nonzero().flatten()
     out_with = attn_fn(q_global[rows_with], k[rows_with], v[rows_with], None)
-    out_without = attn_fn(
-        q_global[rows_without], k[rows_without, :, :n_global], v[rows_without, :, :n_global], None
-    )
+    out_without = attn_fn(q_global[rows_without], k[rows_without, :, :n_global], v[rows_without, :, :n_global], None)
     out = out_with.new_empty((q_global.shape[0],) + tuple(out_with.shape[1:]))
     out[rows_with] = out_with
     out[rows_without] = out_without

@@ -115,8 +115,11 @@ def _row_mods(mod_module, vec: Tensor, ctx: IdentityContext, owner: Tensor) -> l
             continue
         out.append(
             _RowMod(
-                m.shift[:, :1], m.scale[:, :1], m.gate[:, :1],
-                m.shift.index_select(1, token_rows), m.scale.index_select(1, token_rows),
+                m.shift[:, :1],
+                m.scale[:, :1],
+                m.gate[:, :1],
+                m.shift.index_select(1, token_rows),
+                m.scale.index_select(1, token_rows),
                 m.gate.index_select(1, token_rows),
             )
         )
@@ -168,9 +171,7 @@ def double_block_forward(
     q = apply_rope(torch.cat((txt_q, img_q), dim=2), pe)
     k = apply_rope(torch.cat((txt_k, img_k), dim=2), pe)
     v = torch.cat((txt_v, img_v), dim=2)
-    attn = isolated_attention(
-        q, k, v, n_txt + n_img, ctx.lengths, ctx.attn_fn, ctx.isolate, ctx.global_sees_identities
-    )
+    attn = isolated_attention(q, k, v, n_txt + n_img, ctx.lengths, ctx.attn_fn, ctx.isolate, ctx.global_sees_identities)
     txt_attn, img_attn = attn[:, :n_txt], attn[:, n_txt:]
 
     img = img_mod1.gated_residual(
@@ -202,7 +203,13 @@ def single_block_forward(block, x: Tensor, vec: Tensor, pe: Tensor, ctx: Identit
     q, k, v = _split_heads(qkv, block.num_heads)
     q, k = block.norm(q, k, v)
     attn = isolated_attention(
-        apply_rope(q, pe), apply_rope(k, pe), v, n_global, ctx.lengths, ctx.attn_fn, ctx.isolate,
+        apply_rope(q, pe),
+        apply_rope(k, pe),
+        v,
+        n_global,
+        ctx.lengths,
+        ctx.attn_fn,
+        ctx.isolate,
         ctx.global_sees_identities,
     )
     lin2_in = torch.cat((attn, block.mlp_act(mlp)), dim=2)

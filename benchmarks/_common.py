@@ -95,8 +95,12 @@ def paired_rounds(fns: dict[str, Callable[[], object]], baseline: str, rounds: i
     out = {}
     for name, ts in times.items():
         ratios = [t / b for t, b in zip(ts, times[baseline], strict=True)]
-        out[name] = {"seconds": statistics.median(ts), "ratio": statistics.median(ratios), "samples": len(ts),
-                     "peak_bytes": peaks[name]}
+        out[name] = {
+            "seconds": statistics.median(ts),
+            "ratio": statistics.median(ratios),
+            "samples": len(ts),
+            "peak_bytes": peaks[name],
+        }
     return out
 
 

@@ -52,21 +52,32 @@ def run(args) -> list[dict]:
                 timing = paired_rounds(fns, "reference", args.rounds, device)
                 peaks = {key: t["peak_bytes"] for key, t in timing.items()}
             row = {
-                **env, "size": size, "case": name, "identity_tokens": list(lengths), "total_tokens": total,
-                "fast_seconds": timing["fast"]["seconds"], "reference_seconds": timing["reference"]["seconds"],
-                "time_ratio": timing["fast"]["ratio"], "fast_peak_bytes": peaks["fast"],
-                "reference_peak_bytes": peaks["reference"], "memory_ratio": peaks["fast"] / peaks["reference"],
-                "largest_fast_mask_elements": max(masks), "full_mask_elements": total * total,
+                **env,
+                "size": size,
+                "case": name,
+                "identity_tokens": list(lengths),
+                "total_tokens": total,
+                "fast_seconds": timing["fast"]["seconds"],
+                "reference_seconds": timing["reference"]["seconds"],
+                "time_ratio": timing["fast"]["ratio"],
+                "fast_peak_bytes": peaks["fast"],
+                "reference_peak_bytes": peaks["reference"],
+                "memory_ratio": peaks["fast"] / peaks["reference"],
+                "largest_fast_mask_elements": max(masks),
+                "full_mask_elements": total * total,
             }
             rows.append(row)
             if args.json:
                 print(json.dumps(row), flush=True)
             else:
-                print(f"{size:>5} {name:>12} N={total:>6} fast {row['fast_seconds'] * 1e3:8.1f} ms "
-                      f"ref {row['reference_seconds'] * 1e3:8.1f} ms ratio {row['time_ratio']:5.3f}  "
-                      f"peak {peaks['fast'] / 2**20:6.0f} / {peaks['reference'] / 2**20:6.0f} MiB "
-                      f"ratio {row['memory_ratio']:5.3f}  largest mask {max(masks):>9} "
-                      f"(N*N = {total * total})", flush=True)
+                print(
+                    f"{size:>5} {name:>12} N={total:>6} fast {row['fast_seconds'] * 1e3:8.1f} ms "
+                    f"ref {row['reference_seconds'] * 1e3:8.1f} ms ratio {row['time_ratio']:5.3f}  "
+                    f"peak {peaks['fast'] / 2**20:6.0f} / {peaks['reference'] / 2**20:6.0f} MiB "
+                    f"ratio {row['memory_ratio']:5.3f}  largest mask {max(masks):>9} "
+                    f"(N*N = {total * total})",
+                    flush=True,
+                )
     return rows
 
 

@@ -57,8 +57,14 @@ def random_flux(params: FluxParams, device: torch.device, dtype: torch.dtype, se
 def random_adapter(params: FluxParams, device: torch.device, dtype: torch.dtype) -> AnyPhotoAdapter:
     """Adapter for ``params`` with non-zero LoRA B (so the LoRA work is really done)."""
     torch.manual_seed(1)
-    config = AdapterConfig(hidden_size=params.hidden_size, mlp_hidden_dim=params.mlp_hidden_dim, depth=params.depth,
-                           depth_single_blocks=params.depth_single_blocks, rank=LORA_RANK, alpha=float(LORA_RANK))
+    config = AdapterConfig(
+        hidden_size=params.hidden_size,
+        mlp_hidden_dim=params.mlp_hidden_dim,
+        depth=params.depth,
+        depth_single_blocks=params.depth_single_blocks,
+        rank=LORA_RANK,
+        alpha=float(LORA_RANK),
+    )
     adapter = AnyPhotoAdapter(config)
     with torch.no_grad():
         for key, t in adapter.adapter_state_dict().items():
@@ -94,8 +100,14 @@ def stock_inputs(size: int, device: torch.device, dtype: torch.dtype, params: Fl
     return img, img_ids, txt, txt_ids, t, y, guidance
 
 
-def configurations(size: int, ids: list[int], unpruned_ids: list[int], adapter: AnyPhotoAdapter,
-                   device: torch.device, dtype: torch.dtype) -> dict[str, tuple[str, int, tuple[int, ...], object]]:
+def configurations(
+    size: int,
+    ids: list[int],
+    unpruned_ids: list[int],
+    adapter: AnyPhotoAdapter,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> dict[str, tuple[str, int, tuple[int, ...], object]]:
     """``{name: (mode, identities, lengths, IdentityBatch | None)}``, stock first."""
     out = {"stock": ("stock", 0, (), None)}
     embeddings = torch.nn.functional.normalize(torch.randn(8, 512, generator=torch.Generator().manual_seed(3)), dim=-1)
@@ -121,14 +133,23 @@ def run(args) -> list[dict]:
     model = random_flux(params, device, dtype)
     adapter = random_adapter(params, device, dtype)
     env = environment(device, dtype)
-    env.update(depth=params.depth, depth_single_blocks=params.depth_single_blocks, hidden=params.hidden_size,
-               heads=params.num_heads, text_tokens=N_TXT, lora_rank=LORA_RANK,
-               adapter_bytes=param_bytes(adapter), model_bytes=param_bytes(model))
+    env.update(
+        depth=params.depth,
+        depth_single_blocks=params.depth_single_blocks,
+        hidden=params.hidden_size,
+        heads=params.num_heads,
+        text_tokens=N_TXT,
+        lora_rank=LORA_RANK,
+        adapter_bytes=param_bytes(adapter),
+        model_bytes=param_bytes(model),
+    )
     weights_full = full_flux_bytes(dtype)
     if not args.json:
-        print(f"torch {env['torch']} on {env['device']} ({env.get('gpu', env['machine'])}), {env['dtype']}, "
-              f"threads {env['threads']}, depth {params.depth}+{params.depth_single_blocks}, "
-              f"adapter weights {env['adapter_bytes'] / 2**20:.0f} MiB (excluded), rounds {args.rounds}")
+        print(
+            f"torch {env['torch']} on {env['device']} ({env.get('gpu', env['machine'])}), {env['dtype']}, "
+            f"threads {env['threads']}, depth {params.depth}+{params.depth_single_blocks}, "
+            f"adapter weights {env['adapter_bytes'] / 2**20:.0f} MiB (excluded), rounds {args.rounds}"
+        )
     rows = []
     for size in args.sizes:
         n_img = image_tokens(size)
@@ -148,27 +169,38 @@ def run(args) -> list[dict]:
             n_global = N_TXT + n_img
             floor = forward_floor(n_global, lengths, params.hidden_size, params.mlp_hidden_dim, LORA_RANK)
             ratio = timing[name]["ratio"]
-            rows.append({
-                **env,
-                "size": size, "mode": mode, "identities": n, "image_tokens": n_img,
-                "identity_tokens": list(lengths), "total_tokens": n_global + sum(lengths),
-                "seconds": timing[name]["seconds"], "stock_seconds": timing["stock"]["seconds"],
-                "time_ratio": ratio, "floor": floor, "ratio_over_floor": ratio / floor,
-                "samples": timing[name]["samples"],
-                "peak_activation_bytes": peaks[name],
-                "activation_ratio": peaks[name] / peaks["stock"],
-                "token_ratio": (n_global + sum(lengths)) / n_global,
-                "total_memory_ratio_full_flux": (weights_full + peaks[name]) / (weights_full + peaks["stock"]),
-            })
+            rows.append(
+                {
+                    **env,
+                    "size": size,
+                    "mode": mode,
+                    "identities": n,
+                    "image_tokens": n_img,
+                    "identity_tokens": list(lengths),
+                    "total_tokens": n_global + sum(lengths),
+                    "seconds": timing[name]["seconds"],
+                    "stock_seconds": timing["stock"]["seconds"],
+                    "time_ratio": ratio,
+                    "floor": floor,
+                    "ratio_over_floor": ratio / floor,
+                    "samples": timing[name]["samples"],
+                    "peak_activation_bytes": peaks[name],
+                    "activation_ratio": peaks[name] / peaks["stock"],
+                    "token_ratio": (n_global + sum(lengths)) / n_global,
+                    "total_memory_ratio_full_flux": (weights_full + peaks[name]) / (weights_full + peaks["stock"]),
+                }
+            )
             row = rows[-1]
             if args.json:
                 print(json.dumps(row), flush=True)
             else:
-                print(f"{size:>5} {name:>12} M={sum(lengths):>6} {row['seconds']:8.2f}s "
-                      f"ratio {ratio:6.3f} floor {floor:6.3f} (x{ratio / floor:5.3f})  "
-                      f"act {peaks[name] / 2**20:7.0f} MiB ratio {row['activation_ratio']:5.3f} "
-                      f"(tokens {row['token_ratio']:5.3f})  total {row['total_memory_ratio_full_flux']:5.3f}",
-                      flush=True)
+                print(
+                    f"{size:>5} {name:>12} M={sum(lengths):>6} {row['seconds']:8.2f}s "
+                    f"ratio {ratio:6.3f} floor {floor:6.3f} (x{ratio / floor:5.3f})  "
+                    f"act {peaks[name] / 2**20:7.0f} MiB ratio {row['activation_ratio']:5.3f} "
+                    f"(tokens {row['token_ratio']:5.3f})  total {row['total_memory_ratio_full_flux']:5.3f}",
+                    flush=True,
+                )
     return rows
 
 

@@ -42,8 +42,8 @@ def worker(hidden: int, resolution: int, steps: int, overrides: list[str]) -> di
     from conftest import write_tiny_manifest
     from fixtures.face_models import build_tiny_recognizer
 
-    from anyphoto_core.flux import Flux, FluxParams
     from anyphoto_core.app.models.tiny import TINY_FLUX, ensure_tiny_models
+    from anyphoto_core.flux import Flux, FluxParams
     from train.config import load_config
     from train.manifest import Manifest, read_manifest
     from train.models import build_models
@@ -57,15 +57,39 @@ def worker(hidden: int, resolution: int, steps: int, overrides: list[str]) -> di
     manifest = read_manifest(write_tiny_manifest(tmp, rec))
     images = tuple(r for r in manifest.images if len(r.faces) == identities)  # t1.jpg with 1 or 2 faces
     manifest = Manifest(manifest.galleries, images)
-    cfg = load_config(REPO / "train" / "configs" / "tiny.yaml", [
-        f"model.tiny_dir={ensure_tiny_models(tmp / 'tiny')}", f"model.recognizer={rec}", f"run.output={tmp / 'run'}",
-        "run.cpu=true", "run.checkpoint_every=0", "run.log_every=100000", f"data.resolution={resolution}",
-        "data.id_dropout=0.0", "model.projector_hidden=3072", "model.rank=16", "model.alpha=16.0", *overrides])
+    cfg = load_config(
+        REPO / "train" / "configs" / "tiny.yaml",
+        [
+            f"model.tiny_dir={ensure_tiny_models(tmp / 'tiny')}",
+            f"model.recognizer={rec}",
+            f"run.output={tmp / 'run'}",
+            "run.cpu=true",
+            "run.checkpoint_every=0",
+            "run.log_every=100000",
+            f"data.resolution={resolution}",
+            "data.id_dropout=0.0",
+            "model.projector_hidden=3072",
+            "model.rank=16",
+            "model.alpha=16.0",
+            *overrides,
+        ],
+    )
     models = build_models(cfg.model)
     torch.manual_seed(0)
-    models.flux = Flux(FluxParams.tiny(hidden_size=hidden, num_heads=hidden // 128, depth=1, depth_single_blocks=1,
-                                       context_in_dim=TINY_FLUX.context_in_dim,
-                                       vec_in_dim=TINY_FLUX.vec_in_dim)).requires_grad_(False).eval()
+    models.flux = (
+        Flux(
+            FluxParams.tiny(
+                hidden_size=hidden,
+                num_heads=hidden // 128,
+                depth=1,
+                depth_single_blocks=1,
+                context_in_dim=TINY_FLUX.context_in_dim,
+                vec_in_dim=TINY_FLUX.vec_in_dim,
+            )
+        )
+        .requires_grad_(False)
+        .eval()
+    )
     trainer = Trainer(cfg, manifest=manifest, models=models)
     base_rss = _rss_mib()
     times = []
@@ -73,8 +97,11 @@ def worker(hidden: int, resolution: int, steps: int, overrides: list[str]) -> di
         start = time.perf_counter()
         trainer.train_step()
         times.append(time.perf_counter() - start)
-    return {"seconds": statistics.median(times[1:]), "peak_mib": _rss_mib() - base_rss,
-            "threads": torch.get_num_threads()}
+    return {
+        "seconds": statistics.median(times[1:]),
+        "peak_mib": _rss_mib() - base_rss,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
@@ -91,15 +118,31 @@ def main() -> None:
     print(f"hidden {args.hidden}, 1 double + 1 single block, {args.resolution}px = {tokens} image tokens, fp32, CPU")
     results = {}
     for name, overrides in CONFIGS.items():
-        out = subprocess.run([sys.executable, __file__, "--hidden", str(args.hidden), "--resolution",
-                              str(args.resolution), "--steps", str(args.steps), "--worker", json.dumps(overrides)],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--hidden",
+                str(args.hidden),
+                "--resolution",
+                str(args.resolution),
+                "--steps",
+                str(args.steps),
+                "--worker",
+                json.dumps(overrides),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         results[name] = json.loads(out.stdout.strip().splitlines()[-1])
     base = next(iter(results.values()))
     print(f"{'configuration':52s} {'step s':>8s} {'time x':>7s} {'peak MiB':>9s} {'memory x':>8s}")
     for name, r in results.items():
-        print(f"{name:52s} {r['seconds']:8.2f} {r['seconds'] / base['seconds']:7.2f} {r['peak_mib']:9.0f} "
-              f"{r['peak_mib'] / base['peak_mib']:8.2f}")
+        print(
+            f"{name:52s} {r['seconds']:8.2f} {r['seconds'] / base['seconds']:7.2f} {r['peak_mib']:9.0f} "
+            f"{r['peak_mib'] / base['peak_mib']:8.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -7,11 +7,11 @@ import uuid
 
 from PIL import Image
 
+from anyphoto_core.app.previews import resize_square
 from anyphoto_core.canvas import FacePatch
 from anyphoto_core.conditioning import build_canvases
 from anyphoto_core.faces import placements_from_layout_photo
 from anyphoto_core.placements import parse_placements
-from anyphoto_core.app.previews import resize_square
 
 from . import host
 from .types import CANVAS, FACE_ANALYSIS, FACE_REFS, CanvasSet
@@ -43,8 +43,10 @@ def build_canvas_set(face_refs, width: int, height: int, placements: str, layout
 
 
 class AnyPhotoBuildLocationCanvas:
-    DESCRIPTION = ("Pastes each person's aligned face at their box (placements from the editor, JSON, or the faces "
-                   "of a layout image) on a white canvas of the output size.")
+    DESCRIPTION = (
+        "Pastes each person's aligned face at their box (placements from the editor, JSON, or the faces "
+        "of a layout image) on a white canvas of the output size."
+    )
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -52,16 +54,30 @@ class AnyPhotoBuildLocationCanvas:
         return {
             "required": {
                 "face_refs": (FACE_REFS, {"tooltip": "from LoadFaceRefs; person k goes to box k"}),
-                "width": ("INT", {"default": 1024, **size, "tooltip": "output width in pixels (multiple of 16); "
-                                  "use the same value for the empty latent"}),
+                "width": (
+                    "INT",
+                    {
+                        "default": 1024,
+                        **size,
+                        "tooltip": "output width in pixels (multiple of 16); use the same value for the empty latent",
+                    },
+                ),
                 "height": ("INT", {"default": 1024, **size, "tooltip": "output height in pixels (multiple of 16)"}),
-                "placements": ("STRING", {"default": "", "multiline": True, "tooltip":
-                               'face boxes per person, edited on the canvas; JSON {"version":1,"units":"fraction",'
-                               '"people":[{"box":[x1,y1,x2,y2]}]}'}),
+                "placements": (
+                    "STRING",
+                    {
+                        "default": "",
+                        "multiline": True,
+                        "tooltip": 'face boxes per person, edited on the canvas; JSON {"version":1,"units":"fraction",'
+                        '"people":[{"box":[x1,y1,x2,y2]}]}',
+                    },
+                ),
             },
             "optional": {
-                "layout_image": ("IMAGE", {"tooltip": "a photo whose faces (left to right) give the placements; "
-                                           "overrides the boxes"}),
+                "layout_image": (
+                    "IMAGE",
+                    {"tooltip": "a photo whose faces (left to right) give the placements; overrides the boxes"},
+                ),
                 "face_analysis": (FACE_ANALYSIS, {"tooltip": "face detector for layout_image"}),
             },
         }

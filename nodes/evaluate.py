@@ -15,35 +15,59 @@ from .types import CANVAS, FACE_ANALYSIS, FACE_REFS
 
 
 class AnyPhotoEvaluate:
-    DESCRIPTION = ("Scores generated images: per person the ArcFace similarity to the reference, the IoU of the "
-                   "credited face with the person's box and whether it is in the box, plus missing / duplicate "
-                   "faces; draws target boxes (dashed) and detected faces (solid) numbered per person.")
+    DESCRIPTION = (
+        "Scores generated images: per person the ArcFace similarity to the reference, the IoU of the "
+        "credited face with the person's box and whether it is in the box, plus missing / duplicate "
+        "faces; draws target boxes (dashed) and detected faces (solid) numbered per person."
+    )
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "images": ("IMAGE", {"tooltip": "generated image(s), e.g. from VAEDecode"}),
-            "face_refs": (FACE_REFS, {"tooltip": "the LoadFaceRefs output used for the generation (person order)"}),
-            "canvas": (CANVAS, {"tooltip": "the BuildLocationCanvas output used for the generation: its boxes"}),
-            "face_analysis": (FACE_ANALYSIS, {"tooltip": "detects and embeds the generated faces"}),
-            "match_threshold": ("FLOAT", {"default": 0.2, "min": -1.0, "max": 1.0, "step": 0.01, "tooltip":
-                                "least cosine similarity for a face to count as a person (else a stranger)"}),
-            "iou_threshold": ("FLOAT", {"default": 0.3, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
-                              "a face is in its box at this IoU, or when its centre lies inside the box"}),
-        }}
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "generated image(s), e.g. from VAEDecode"}),
+                "face_refs": (FACE_REFS, {"tooltip": "the LoadFaceRefs output used for the generation (person order)"}),
+                "canvas": (CANVAS, {"tooltip": "the BuildLocationCanvas output used for the generation: its boxes"}),
+                "face_analysis": (FACE_ANALYSIS, {"tooltip": "detects and embeds the generated faces"}),
+                "match_threshold": (
+                    "FLOAT",
+                    {
+                        "default": 0.2,
+                        "min": -1.0,
+                        "max": 1.0,
+                        "step": 0.01,
+                        "tooltip": "least cosine similarity for a face to count as a person (else a stranger)",
+                    },
+                ),
+                "iou_threshold": (
+                    "FLOAT",
+                    {
+                        "default": 0.3,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "step": 0.01,
+                        "tooltip": "a face is in its box at this IoU, or when its centre lies inside the box",
+                    },
+                ),
+            }
+        }
 
     RETURN_TYPES = ("STRING", "IMAGE")
     RETURN_NAMES = ("scores", "annotated")
-    OUTPUT_TOOLTIPS = ("JSON list, one entry per image: identities [{identity, similarity, iou, in_box, missing, "
-                       "...}], n_missing, n_duplicates, n_strangers, mean_iou, in_box_rate, faces",
-                       "the images with target boxes and detected faces drawn in each person's colour")
+    OUTPUT_TOOLTIPS = (
+        "JSON list, one entry per image: identities [{identity, similarity, iou, in_box, missing, "
+        "...}], n_missing, n_duplicates, n_strangers, mean_iou, in_box_rate, faces",
+        "the images with target boxes and detected faces drawn in each person's colour",
+    )
     FUNCTION = "evaluate"
     CATEGORY = "AnyPhoto/Evaluate"
 
     def evaluate(self, images, face_refs, canvas, face_analysis, match_threshold, iou_threshold):
         if len(face_refs) != len(canvas.placements):
-            raise ValueError(f"{len(face_refs)} people in face_refs but {len(canvas.placements)} boxes in canvas: "
-                             "connect the face_refs and canvas used for the generation")
+            raise ValueError(
+                f"{len(face_refs)} people in face_refs but {len(canvas.placements)} boxes in canvas: "
+                "connect the face_refs and canvas used for the generation"
+            )
         refs = np.stack([ident.embedding for ident in face_refs])
         analyzer = AlignedFaceAnalyzer(face_analysis, arcface_crop)
         scores, drawn = [], []

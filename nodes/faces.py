@@ -8,9 +8,9 @@ import os
 import numpy as np
 
 from anyphoto_core.adapter import DEFAULT_EMBEDDING_KIND
+from anyphoto_core.app.previews import face_strip
 from anyphoto_core.faces import CHOICE_RULES, FaceModelError, build_identity, load_face_analyzer
 from anyphoto_core.faces.references import Identity, l2_normalize
-from anyphoto_core.app.previews import face_strip
 
 from . import host
 from .types import EMBEDS, FACE_ANALYSIS, FACE_REFS, IdentityEmbeds
@@ -26,12 +26,21 @@ class AnyPhotoFaceAnalysisLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "model_pack": (list(MODEL_PACKS), {"default": "antelopev2", "tooltip":
-                           "insightface pack in models/insightface/models/<name>/ (*.onnx files)"}),
-            "provider": (list(PROVIDERS), {"default": "auto", "tooltip":
-                         "onnxruntime device: auto = CUDA when available, else CPU"}),
-        }}
+        return {
+            "required": {
+                "model_pack": (
+                    list(MODEL_PACKS),
+                    {
+                        "default": "antelopev2",
+                        "tooltip": "insightface pack in models/insightface/models/<name>/ (*.onnx files)",
+                    },
+                ),
+                "provider": (
+                    list(PROVIDERS),
+                    {"default": "auto", "tooltip": "onnxruntime device: auto = CUDA when available, else CPU"},
+                ),
+            }
+        }
 
     RETURN_TYPES = (FACE_ANALYSIS, "STRING")
     RETURN_NAMES = ("face_analysis", "provider")
@@ -41,8 +50,9 @@ class AnyPhotoFaceAnalysisLoader:
     def load(self, model_pack, provider):
         roots = host.model_folder_paths("insightface")
         if not roots:
-            raise FaceModelError("no models/insightface folder is registered; put the pack in "
-                                 "ComfyUI/models/insightface")
+            raise FaceModelError(
+                "no models/insightface folder is registered; put the pack in ComfyUI/models/insightface"
+            )
         errors = []
         for root in roots:
             if not os.path.isdir(os.path.join(root, "models", model_pack)):
@@ -64,8 +74,9 @@ def resolve_input_file(name: str, input_dir: str) -> str:
     if not cleaned:
         raise ValueError("empty photo name in 'photos'")
     if os.path.isabs(cleaned) or cleaned.startswith(("/", "\\")) or ".." in cleaned.replace("\\", "/").split("/"):
-        raise ValueError(f"photo {cleaned!r}: give a file name inside ComfyUI's input folder "
-                         "(no absolute paths, no '..')")
+        raise ValueError(
+            f"photo {cleaned!r}: give a file name inside ComfyUI's input folder (no absolute paths, no '..')"
+        )
     root = os.path.realpath(input_dir)
     path = os.path.realpath(os.path.join(root, cleaned))
     if os.path.commonpath([root, path]) != root:
@@ -86,34 +97,59 @@ def parse_photo_names(text: str) -> list[list[str]]:
             people = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"'photos' is not valid JSON ({exc.msg} at char {exc.pos})") from None
-        if not isinstance(people, list) or not all(isinstance(p, list) and all(isinstance(n, str) for n in p)
-                                                   for p in people):
+        if not isinstance(people, list) or not all(
+            isinstance(p, list) and all(isinstance(n, str) for n in p) for p in people
+        ):
             raise ValueError('\'photos\' JSON must be a list of lists of file names, e.g. [["a.png"], ["b.png"]]')
         return people
     return [[n.strip() for n in line.split(",") if n.strip()] for line in text.splitlines() if line.strip()]
 
 
 class AnyPhotoLoadFaceRefs:
-    DESCRIPTION = ("Reference faces for up to 4 people from IMAGE inputs (a batch = several photos of one person) "
-                   "and/or files of ComfyUI's input folder. Person k = person_k images + line k of 'photos'.")
+    DESCRIPTION = (
+        "Reference faces for up to 4 people from IMAGE inputs (a batch = several photos of one person) "
+        "and/or files of ComfyUI's input folder. Person k = person_k images + line k of 'photos'."
+    )
 
     @classmethod
     def INPUT_TYPES(cls):
-        optional = {f"person_{k}": ("IMAGE", {"tooltip": f"photos of person {k} (a batch = several photos)"})
-                    for k in range(1, MAX_PEOPLE_INPUTS + 1)}
+        optional = {
+            f"person_{k}": ("IMAGE", {"tooltip": f"photos of person {k} (a batch = several photos)"})
+            for k in range(1, MAX_PEOPLE_INPUTS + 1)
+        }
         return {
             "required": {
                 "face_analysis": (FACE_ANALYSIS, {"tooltip": "from AnyPhoto Face Analysis Loader"}),
-                "choice_rule": (list(CHOICE_RULES), {"default": "largest", "tooltip":
-                                "which face of a photo with several faces: largest, index (detector order), "
-                                "left_to_right (k-th from the left), best_score"}),
-                "face_index": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip":
-                               "k for the index and left_to_right rules (0 = first)"}),
-                "on_no_face": (["error", "skip"], {"default": "error", "tooltip":
-                               "a photo without a face: stop with an error, or skip the photo"}),
-                "photos": ("STRING", {"default": "", "multiline": True, "tooltip":
-                           'files in ComfyUI\'s input folder per person: JSON [["a.png","b.png"],["c.jpg"]] '
-                           "or one line per person with comma-separated names"}),
+                "choice_rule": (
+                    list(CHOICE_RULES),
+                    {
+                        "default": "largest",
+                        "tooltip": "which face of a photo with several faces: largest, index (detector order), "
+                        "left_to_right (k-th from the left), best_score",
+                    },
+                ),
+                "face_index": (
+                    "INT",
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": 64,
+                        "tooltip": "k for the index and left_to_right rules (0 = first)",
+                    },
+                ),
+                "on_no_face": (
+                    ["error", "skip"],
+                    {"default": "error", "tooltip": "a photo without a face: stop with an error, or skip the photo"},
+                ),
+                "photos": (
+                    "STRING",
+                    {
+                        "default": "",
+                        "multiline": True,
+                        "tooltip": 'files in ComfyUI\'s input folder per person: JSON [["a.png","b.png"],["c.jpg"]] '
+                        "or one line per person with comma-separated names",
+                    },
+                ),
             },
             "optional": optional,
         }
@@ -133,8 +169,10 @@ class AnyPhotoLoadFaceRefs:
         per_person = []
         for k in range(count):
             batch = people.get(f"person_{k + 1}")
-            photos_k = [(f"person {k + 1} image {i + 1}", a) for i, a in
-                        enumerate(host.image_to_arrays(batch) if batch is not None else [])]
+            photos_k = [
+                (f"person {k + 1} image {i + 1}", a)
+                for i, a in enumerate(host.image_to_arrays(batch) if batch is not None else [])
+            ]
             photos_k += [(n, resolve_input_file(n, input_dir)) for n in (names[k] if k < len(names) else [])]
             if not photos_k:
                 raise ValueError(f"person {k + 1} has no photos: connect person_{k + 1} or add a line to 'photos'")
@@ -143,8 +181,16 @@ class AnyPhotoLoadFaceRefs:
         identities = []
         for k, photos_k in enumerate(per_person):
             srcs = [p for _, p in photos_k]
-            identities.append(build_identity(srcs, face_analysis, on_no_face=on_no_face, person=f"person {k + 1}",
-                                             rule=choice_rule, index=face_index))
+            identities.append(
+                build_identity(
+                    srcs,
+                    face_analysis,
+                    on_no_face=on_no_face,
+                    person=f"person {k + 1}",
+                    rule=choice_rule,
+                    index=face_index,
+                )
+            )
             bar.update(1)
         return (identities, host.arrays_to_image([refs_preview(identities)]))
 
@@ -162,8 +208,14 @@ class AnyPhotoArcFaceEmbed:
     def INPUT_TYPES(cls):
         return {
             "required": {"face_refs": (FACE_REFS, {"tooltip": "from LoadFaceRefs"})},
-            "optional": {"face_analysis": (FACE_ANALYSIS, {"tooltip":
-                         "re-embed the aligned faces with this recognizer; unset = the embeddings LoadFaceRefs made"})},
+            "optional": {
+                "face_analysis": (
+                    FACE_ANALYSIS,
+                    {
+                        "tooltip": "re-embed the aligned faces with this recognizer; unset = the embeddings LoadFaceRefs made"
+                    },
+                )
+            },
         }
 
     RETURN_TYPES = (EMBEDS,)

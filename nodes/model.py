@@ -41,9 +41,11 @@ def adapter_patcher(adapter):
     import comfy.model_management
     import comfy.model_patcher
 
-    return comfy.model_patcher.ModelPatcher(AdapterWeights(adapter),
-                                            load_device=comfy.model_management.get_torch_device(),
-                                            offload_device=comfy.model_management.unet_offload_device())
+    return comfy.model_patcher.ModelPatcher(
+        AdapterWeights(adapter),
+        load_device=comfy.model_management.get_torch_device(),
+        offload_device=comfy.model_management.unet_offload_device(),
+    )
 
 
 class AnyPhotoAdapterLoader:
@@ -51,8 +53,14 @@ class AnyPhotoAdapterLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"adapter_name": (host.safetensors_files("anyphoto"), {"tooltip":
-                             "adapter file in models/anyphoto (safetensors only)"})}}
+        return {
+            "required": {
+                "adapter_name": (
+                    host.safetensors_files("anyphoto"),
+                    {"tooltip": "adapter file in models/anyphoto (safetensors only)"},
+                )
+            }
+        }
 
     RETURN_TYPES = (ADAPTER,)
     RETURN_NAMES = ("adapter",)
@@ -114,36 +122,77 @@ def check_block_replace_contract(diffusion_model) -> None:
 
 
 class AnyPhotoApply:
-    DESCRIPTION = ("Returns a patched clone of the FLUX MODEL that adds each person's location-aligned identity "
-                   "tokens (isolated attention, identity-only LoRA and modulation). The input MODEL is untouched.")
+    DESCRIPTION = (
+        "Returns a patched clone of the FLUX MODEL that adds each person's location-aligned identity "
+        "tokens (isolated attention, identity-only LoRA and modulation). The input MODEL is untouched."
+    )
 
     @classmethod
     def INPUT_TYPES(cls):
         pct = {"min": 0.0, "max": 1.0, "step": 0.01}
-        return {"required": {
-            "model": ("MODEL", {"tooltip": "FLUX.1-dev diffusion model"}),
-            "adapter": (ADAPTER, {"tooltip": "from AnyPhoto Adapter Loader"}),
-            "vae": ("VAE", {"tooltip": "FLUX VAE (ae.safetensors); encodes the canvases"}),
-            "canvas": (CANVAS, {"tooltip": "from BuildLocationCanvas"}),
-            "embeds": (EMBEDS, {"tooltip": "from ArcFaceEmbed, same people in the same order"}),
-            "identity_weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.05, "tooltip":
-                                "scales every person's identity modulation offset"}),
-            "person_weights": ("STRING", {"default": "", "tooltip":
-                               "optional per-person multipliers, comma separated (e.g. 1, 0.8); missing = 1"}),
-            "lora_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05, "tooltip":
-                              "strength of the identity-only LoRA"}),
-            "start_percent": ("FLOAT", {"default": 0.0, **pct, "tooltip":
-                              "identities act from this point of sampling"}),
-            "end_percent": ("FLOAT", {"default": 1.0, **pct, "tooltip": "identities act until this point of sampling"}),
-        }}
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "FLUX.1-dev diffusion model"}),
+                "adapter": (ADAPTER, {"tooltip": "from AnyPhoto Adapter Loader"}),
+                "vae": ("VAE", {"tooltip": "FLUX VAE (ae.safetensors); encodes the canvases"}),
+                "canvas": (CANVAS, {"tooltip": "from BuildLocationCanvas"}),
+                "embeds": (EMBEDS, {"tooltip": "from ArcFaceEmbed, same people in the same order"}),
+                "identity_weight": (
+                    "FLOAT",
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 3.0,
+                        "step": 0.05,
+                        "tooltip": "scales every person's identity modulation offset",
+                    },
+                ),
+                "person_weights": (
+                    "STRING",
+                    {
+                        "default": "",
+                        "tooltip": "optional per-person multipliers, comma separated (e.g. 1, 0.8); missing = 1",
+                    },
+                ),
+                "lora_strength": (
+                    "FLOAT",
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 2.0,
+                        "step": 0.05,
+                        "tooltip": "strength of the identity-only LoRA",
+                    },
+                ),
+                "start_percent": (
+                    "FLOAT",
+                    {"default": 0.0, **pct, "tooltip": "identities act from this point of sampling"},
+                ),
+                "end_percent": (
+                    "FLOAT",
+                    {"default": 1.0, **pct, "tooltip": "identities act until this point of sampling"},
+                ),
+            }
+        }
 
     RETURN_TYPES = ("MODEL",)
     RETURN_NAMES = ("model",)
     FUNCTION = "apply"
     CATEGORY = CATEGORY
 
-    def apply(self, model, adapter, vae, canvas, embeds, identity_weight, person_weights, lora_strength,
-              start_percent, end_percent):
+    def apply(
+        self,
+        model,
+        adapter,
+        vae,
+        canvas,
+        embeds,
+        identity_weight,
+        person_weights,
+        lora_strength,
+        start_percent,
+        end_percent,
+    ):
         import comfy.patcher_extension
 
         if start_percent > end_percent:
@@ -160,12 +209,15 @@ class AnyPhotoApply:
             )
         count = len(canvas.canvases)
         if embeds.embeddings.shape[0] != count:
-            raise ValueError(f"{count} canvases but {embeds.embeddings.shape[0]} embeddings: feed BuildLocationCanvas "
-                             "and ArcFaceEmbed from the same LoadFaceRefs")
+            raise ValueError(
+                f"{count} canvases but {embeds.embeddings.shape[0]} embeddings: feed BuildLocationCanvas "
+                "and ArcFaceEmbed from the same LoadFaceRefs"
+            )
         weights = parse_weights(person_weights, count, identity_weight)
         bar = host.progress_bar(3)
-        tokens = encode_canvas_tokens(list(canvas.canvases), lambda x: _vae_encode(vae, model, x),
-                                      type_index=cfg.type_index)
+        tokens = encode_canvas_tokens(
+            list(canvas.canvases), lambda x: _vae_encode(vae, model, x), type_index=cfg.type_index
+        )
         bar.update(1)
         with torch.no_grad():
             deltas = core.modulation_offsets(torch.from_numpy(embeds.embeddings)).float().cpu()
@@ -185,8 +237,9 @@ class AnyPhotoApply:
             sigma_end=float(ms.percent_to_sigma(end_percent)),
         )
         patched = model.clone()
-        patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
-                                     AnyPhotoWrapper(payload, comfy_attention))
+        patched.add_wrapper_with_key(
+            comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, AnyPhotoWrapper(payload, comfy_attention)
+        )
         patched.set_additional_models(WRAPPER_KEY, [adapter])
         bar.update(1)
         return (patched,)

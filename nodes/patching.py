@@ -32,8 +32,18 @@ DISABLE_FLAG = "anyphoto_identities_off"
 #: ``transformer_options`` flag for the paper's "all visible" ablation (no identity isolation).
 ALL_VISIBLE_FLAG = "anyphoto_all_visible"
 #: Submodules the core block forwards call on a FLUX double / single block.
-DOUBLE_BLOCK_PARTS = ("img_mod", "img_norm1", "img_attn", "img_norm2", "img_mlp", "txt_mod", "txt_norm1",
-                      "txt_attn", "txt_norm2", "txt_mlp")
+DOUBLE_BLOCK_PARTS = (
+    "img_mod",
+    "img_norm1",
+    "img_attn",
+    "img_norm2",
+    "img_mlp",
+    "txt_mod",
+    "txt_norm1",
+    "txt_attn",
+    "txt_norm2",
+    "txt_mlp",
+)
 SINGLE_BLOCK_PARTS = ("modulation", "pre_norm", "linear1", "norm", "mlp_act", "linear2")
 
 AttentionFactory = Callable[[dict], AttentionFn]
@@ -55,8 +65,10 @@ def check_flux_model(diffusion_model) -> tuple[int, int]:
                 f"AnyPhoto needs a FLUX.1 model (flux1-dev), but this MODEL's diffusion model ({kind}) has no "
                 f"'{name}'. Load FLUX.1-dev with UNETLoader / Load Diffusion Model."
             )
-    for label, blocks, parts in (("double", diffusion_model.double_blocks, DOUBLE_BLOCK_PARTS),
-                                 ("single", diffusion_model.single_blocks, SINGLE_BLOCK_PARTS)):
+    for label, blocks, parts in (
+        ("double", diffusion_model.double_blocks, DOUBLE_BLOCK_PARTS),
+        ("single", diffusion_model.single_blocks, SINGLE_BLOCK_PARTS),
+    ):
         for i, block in enumerate(blocks):
             missing = [p for p in parts + ("num_heads",) if not hasattr(block, p)]
             if missing:
@@ -266,12 +278,20 @@ class AnyPhotoWrapper:
         x = args[0] if args else kwargs["x"]
         self.payload.check_latent(x.shape[-2:])
         sigma = current_sigma(options)
-        active = (not options.get(DISABLE_FLAG, False) and sum(self.payload.lengths) > 0
-                  and (sigma is None or self.payload.active_at(sigma)))
+        active = (
+            not options.get(DISABLE_FLAG, False)
+            and sum(self.payload.lengths) > 0
+            and (sigma is None or self.payload.active_at(sigma))
+        )
         dm = executor.class_obj
-        call = CallState(self.payload, dm.img_in, self.attention(options),
-                         row_flags(options.get("cond_or_uncond"), x.shape[0], x.device), active,
-                         isolate=not options.get(ALL_VISIBLE_FLAG, False))
+        call = CallState(
+            self.payload,
+            dm.img_in,
+            self.attention(options),
+            row_flags(options.get("cond_or_uncond"), x.shape[0], x.device),
+            active,
+            isolate=not options.get(ALL_VISIBLE_FLAG, False),
+        )
         new_options = patched_options(options, call, dm)
         if "transformer_options" in kwargs or len(args) <= pos:
             kwargs["transformer_options"] = new_options

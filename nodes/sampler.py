@@ -31,16 +31,19 @@ def make_guider(model, identity_guidance: float, isolation: bool):
             with_id = super().predict_noise(x, timestep, model_options=opts, seed=seed)
             if identity_guidance == 1.0:
                 return with_id
-            without = super().predict_noise(x, timestep, model_options=with_flags(opts, **{DISABLE_FLAG: True}),
-                                            seed=seed)
+            without = super().predict_noise(
+                x, timestep, model_options=with_flags(opts, **{DISABLE_FLAG: True}), seed=seed
+            )
             return combine(without, with_id, identity_guidance)
 
     return AnyPhotoGuider(model)
 
 
 class AnyPhotoIdentityIsolatedSampler:
-    DESCRIPTION = ("Samples a patched AnyPhoto MODEL. FLUX.1-dev: cfg 1 and FluxGuidance on the prompt. Identity "
-                   "guidance > 1 adds a pass without identities: v_noid + s * (v_id - v_noid).")
+    DESCRIPTION = (
+        "Samples a patched AnyPhoto MODEL. FLUX.1-dev: cfg 1 and FluxGuidance on the prompt. Identity "
+        "guidance > 1 adds a pass without identities: v_noid + s * (v_id - v_noid)."
+    )
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -50,32 +53,78 @@ class AnyPhotoIdentityIsolatedSampler:
             samplers, schedulers = comfy.samplers.KSampler.SAMPLERS, comfy.samplers.KSampler.SCHEDULERS
         except ImportError:
             samplers, schedulers = ["euler"], ["simple"]
-        return {"required": {
-            "model": ("MODEL", {"tooltip": "the MODEL from AnyPhotoApply"}),
-            "positive": ("CONDITIONING", {"tooltip": "prompt (with FluxGuidance)"}),
-            "negative": ("CONDITIONING", {"tooltip": "negative prompt; only used when cfg > 1"}),
-            "latent_image": ("LATENT", {"tooltip": "empty latent of the canvas size"}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
-                             "tooltip": "noise seed"}),
-            "steps": ("INT", {"default": 28, "min": 1, "max": 10000, "tooltip": "sampling steps"}),
-            "cfg": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.1, "tooltip":
-                    "classifier-free guidance; 1 for FLUX.1-dev (identities act on the positive only)"}),
-            "sampler_name": (samplers, {"default": "euler", "tooltip": "sampler"}),
-            "scheduler": (schedulers, {"default": "simple", "tooltip": "noise schedule"}),
-            "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
-                        "1 = from pure noise"}),
-            "identity_guidance": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.05, "tooltip":
-                                  "1 = off (the paper); > 1 runs an extra pass without identities"}),
-            "isolation": ("BOOLEAN", {"default": True, "tooltip":
-                          "identity-isolated attention; off = the paper's 'all visible' ablation"}),
-        }}
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "the MODEL from AnyPhotoApply"}),
+                "positive": ("CONDITIONING", {"tooltip": "prompt (with FluxGuidance)"}),
+                "negative": ("CONDITIONING", {"tooltip": "negative prompt; only used when cfg > 1"}),
+                "latent_image": ("LATENT", {"tooltip": "empty latent of the canvas size"}),
+                "seed": (
+                    "INT",
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": 0xFFFFFFFFFFFFFFFF,
+                        "control_after_generate": True,
+                        "tooltip": "noise seed",
+                    },
+                ),
+                "steps": ("INT", {"default": 28, "min": 1, "max": 10000, "tooltip": "sampling steps"}),
+                "cfg": (
+                    "FLOAT",
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 100.0,
+                        "step": 0.1,
+                        "tooltip": "classifier-free guidance; 1 for FLUX.1-dev (identities act on the positive only)",
+                    },
+                ),
+                "sampler_name": (samplers, {"default": "euler", "tooltip": "sampler"}),
+                "scheduler": (schedulers, {"default": "simple", "tooltip": "noise schedule"}),
+                "denoise": (
+                    "FLOAT",
+                    {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "1 = from pure noise"},
+                ),
+                "identity_guidance": (
+                    "FLOAT",
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 10.0,
+                        "step": 0.05,
+                        "tooltip": "1 = off (the paper); > 1 runs an extra pass without identities",
+                    },
+                ),
+                "isolation": (
+                    "BOOLEAN",
+                    {
+                        "default": True,
+                        "tooltip": "identity-isolated attention; off = the paper's 'all visible' ablation",
+                    },
+                ),
+            }
+        }
 
     RETURN_TYPES = ("LATENT",)
     FUNCTION = "sample"
     CATEGORY = "AnyPhoto/sampling"
 
-    def sample(self, model, positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler, denoise,
-               identity_guidance, isolation):
+    def sample(
+        self,
+        model,
+        positive,
+        negative,
+        latent_image,
+        seed,
+        steps,
+        cfg,
+        sampler_name,
+        scheduler,
+        denoise,
+        identity_guidance,
+        isolation,
+    ):
         import comfy.model_management
         import comfy.sample
         import comfy.samplers
@@ -89,14 +138,21 @@ class AnyPhotoIdentityIsolatedSampler:
             return (dict(latent_image, samples=latent),)
         total = int(steps / denoise)
         sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, total)
-        sigmas = sigmas[-(steps + 1):].cpu()
+        sigmas = sigmas[-(steps + 1) :].cpu()
         noise = comfy.sample.prepare_noise(latent, seed, latent_image.get("batch_index"))
         guider = make_guider(model, identity_guidance, isolation)
         guider.set_conds(positive, negative)
         guider.set_cfg(cfg)
         callback = latent_preview.prepare_callback(model, steps)
-        samples = guider.sample(noise, latent, comfy.samplers.sampler_object(sampler_name), sigmas,
-                                denoise_mask=latent_image.get("noise_mask"), callback=callback, seed=seed)
+        samples = guider.sample(
+            noise,
+            latent,
+            comfy.samplers.sampler_object(sampler_name),
+            sigmas,
+            denoise_mask=latent_image.get("noise_mask"),
+            callback=callback,
+            seed=seed,
+        )
         out = dict(latent_image)
         out.pop("noise_mask", None)
         out["samples"] = samples.to(comfy.model_management.intermediate_device())

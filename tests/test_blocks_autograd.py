@@ -26,8 +26,10 @@ def test_gradients_match_finite_differences():
         torch.randn(1, N_TXT, c, generator=g, dtype=torch.float64),  # txt
         vec[:, None] + torch.randn(1, len(LENGTHS), c, generator=g, dtype=torch.float64),  # id_vec
     ]
-    ids = torch.cat([torch.zeros(1, N_TXT, 3), image_token_ids(H_TOK, W_TOK)[None],
-                     image_token_ids(H_TOK, W_TOK, 1.0)[:m][None]], dim=1)
+    ids = torch.cat(
+        [torch.zeros(1, N_TXT, 3), image_token_ids(H_TOK, W_TOK)[None], image_token_ids(H_TOK, W_TOK, 1.0)[:m][None]],
+        dim=1,
+    )
     pe = model.pe_embedder(ids).double()
     weights = torch.randn(1, N_TXT + n_img + m, c, generator=g, dtype=torch.float64)
 

@@ -40,9 +40,24 @@ def test_demo_runs_and_writes_png_preview_and_json(tmp_path):
 def test_entry_point_subprocess(tmp_path, tiny_cache):
     env = dict(os.environ, ANYPHOTO_CACHE=str(tiny_cache))
     out = tmp_path / "x.png"
-    proc = subprocess.run([sys.executable, "-m", "anyphoto_core", "generate", "--out", str(out), *FAST,
-                           "--person", f"{T1}#2@0.1,0.1,0.45,0.9"], cwd=Path(__file__).parents[1], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "anyphoto_core",
+            "generate",
+            "--out",
+            str(out),
+            *FAST,
+            "--person",
+            f"{T1}#2@0.1,0.1,0.45,0.9",
+        ],
+        cwd=Path(__file__).parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "NOT meaningful" in proc.stderr and out.is_file()
 
@@ -54,14 +69,17 @@ def test_person_syntax():
     assert parse_person("a.jpg@layout:3", 1).layout_index == 2
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--person", "/nonexistent/face.jpg@0.1,0.1,0.4,0.5"], "does not exist"),
-    (["--person", f"{T1}@10,10,2000,300"], "outside"),
-    (["--person", T1], "has no box"),
-    (["--person", f"{T1}@0.1,0.1,0.4,0.5", "--person", f"{T1}@layout:9", "--layout-photo", T1], "only"),
-    (["--person", "x@1,2"], "box"),
-    (["--size", "100x64", "--person", f"{T1}@0.1,0.1,0.4,0.5"], "multiples of 16"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--person", "/nonexistent/face.jpg@0.1,0.1,0.4,0.5"], "does not exist"),
+        (["--person", f"{T1}@10,10,2000,300"], "outside"),
+        (["--person", T1], "has no box"),
+        (["--person", f"{T1}@0.1,0.1,0.4,0.5", "--person", f"{T1}@layout:9", "--layout-photo", T1], "only"),
+        (["--person", "x@1,2"], "box"),
+        (["--size", "100x64", "--person", f"{T1}@0.1,0.1,0.4,0.5"], "multiples of 16"),
+    ],
+)
 def test_bad_input_one_line_error(tmp_path, capsys, extra, message):
     code = main(["generate", "--out", str(tmp_path / "o.png"), "--steps", "1", *extra])
     err = capsys.readouterr().err
@@ -87,8 +105,9 @@ def test_adapter_for_another_hidden_size(tmp_path, capsys):
     from anyphoto_core.adapter import AdapterConfig, AnyPhotoAdapter
 
     path = tmp_path / "big.safetensors"
-    AnyPhotoAdapter(AdapterConfig(hidden_size=128, mlp_hidden_dim=512, depth=1, depth_single_blocks=1, rank=2,
-                                  projector_hidden=8)).save(path)
+    AnyPhotoAdapter(
+        AdapterConfig(hidden_size=128, mlp_hidden_dim=512, depth=1, depth_single_blocks=1, rank=2, projector_hidden=8)
+    ).save(path)
     assert main(["generate", "--out", str(tmp_path / "o.png"), *FAST, "--adapter", str(path)]) == 2
     err = capsys.readouterr().err
     assert "hidden_size=128" in err and "Traceback" not in err

@@ -53,8 +53,10 @@ def test_scores_per_identity_and_annotation(fixture_analyzer, refs_a_c, scene):
     assert [s["image"] for s in scores] == [0, 1] and scores[0] == {**scores[1], "image": 0}
     s = scores[0]
     faces = [np.array(f["box"]) for f in s["faces"]]
-    index = {name: min(range(3), key=lambda j, f=face: np.abs(faces[j] - f.box).max()) for name, face in
-             zip("ABC", SCENE_FACES, strict=True)}
+    index = {
+        name: min(range(3), key=lambda j, f=face: np.abs(faces[j] - f.box).max())
+        for name, face in zip("ABC", SCENE_FACES, strict=True)
+    }
     for name, face in zip("ABC", SCENE_FACES, strict=True):
         np.testing.assert_allclose(faces[index[name]], face.box, atol=0.5)
     targets = [p.box for p in canvas.placements]

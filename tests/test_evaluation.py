@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anyphoto_core.evaluation import metrics
-from anyphoto_core.evaluation import load_bench
+from anyphoto_core.evaluation import load_bench, metrics
 from anyphoto_core.evaluation.case_metrics import pad_reference
 from anyphoto_core.evaluation.cli import main
 from anyphoto_core.evaluation.quality import ClipScorer, load_quality_scorers
@@ -29,9 +28,9 @@ def emb(*weights) -> np.ndarray:
 
 # Faces are flat colour squares; the fake analyzer finds each known colour and returns its embedding.
 COLORS = {
-    (200, 30, 30): emb(1, 0, 0),        # reference A
-    (30, 30, 200): emb(0, 1, 0),        # reference B
-    (210, 40, 40): emb(0.8, 0, 0.6),    # A as in the GT photo
+    (200, 30, 30): emb(1, 0, 0),  # reference A
+    (30, 30, 200): emb(0, 1, 0),  # reference B
+    (210, 40, 40): emb(0.8, 0, 0.6),  # A as in the GT photo
     (40, 40, 210): emb(0, 0.8, 0, 0.6),  # B as in the GT photo
     (190, 60, 60): emb(0.9, 0, 0.3, 0.3),  # A as generated
     (60, 60, 190): emb(0, 0.9, 0.3, -0.3),  # B as generated
@@ -83,11 +82,20 @@ def bench(tmp_path):
     picture(data / "0002.png", (400, 200), [(GT_A, gt_boxes[0]), (GT_B, gt_boxes[1])])
     (data / "0002.json").write_text(json.dumps({"caption_en": "x", "bboxes": gt_boxes}))
     cases = [
-        {"prompt": "two people, correct", "image_paths": ["a.png", "b.png"], "ori_img_path": "num_2/0001.png",
-         "bboxes": gt_boxes},
+        {
+            "prompt": "two people, correct",
+            "image_paths": ["a.png", "b.png"],
+            "ori_img_path": "num_2/0001.png",
+            "bboxes": gt_boxes,
+        },
         {"prompt": "two people, swapped", "image_paths": ["a.png", "b.png"], "ori_img_path": "0002.png"},
-        {"id": "lost", "prompt": "never generated", "image_paths": ["a.png"], "ori_img_path": "0002.png",
-         "bboxes": [gt_boxes[0]]},
+        {
+            "id": "lost",
+            "prompt": "never generated",
+            "image_paths": ["a.png"],
+            "ori_img_path": "0002.png",
+            "bboxes": [gt_boxes[0]],
+        },
     ]
     (data / "bench.json").write_text(json.dumps(cases))
     picture(gen / "num_2_0001.png", (200, 100), [(GEN_A, (20, 20, 60, 70)), (GEN_B, (120, 20, 160, 70))])
@@ -127,8 +135,9 @@ def test_pad_reference_matches_bench_padding():
 def test_cli_end_to_end(bench, tmp_path):
     path, gen, _ = bench
     out = tmp_path / "out"
-    code = main(["--bench", str(path), "--generated", str(gen), "--out", str(out), "--no-quality"],
-                analyzer=FakeAnalyzer())
+    code = main(
+        ["--bench", str(path), "--generated", str(gen), "--out", str(out), "--no-quality"], analyzer=FakeAnalyzer()
+    )
     assert code == 0
     doc = json.loads((out / "results.json").read_text())
     cases = {c["id"]: c for c in doc["cases"]}
@@ -182,8 +191,18 @@ def test_cli_end_to_end(bench, tmp_path):
 
 
 def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
-    code = main(["--bench", str(tmp_path / "none.json"), "--generated", str(tmp_path), "--out", str(tmp_path / "o"),
-                 "--no-quality"], analyzer=FakeAnalyzer())
+    code = main(
+        [
+            "--bench",
+            str(tmp_path / "none.json"),
+            "--generated",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+            "--no-quality",
+        ],
+        analyzer=FakeAnalyzer(),
+    )
     assert code == 2 and "does not exist" in capsys.readouterr().err
     code = main(["--bench", "b.json", "--generated", str(tmp_path), "--out", str(tmp_path / "o")])
     assert code == 2 and "--models is required" in capsys.readouterr().err
@@ -201,11 +220,25 @@ def _tiny_clip(folder: Path) -> None:
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     config = transformers.CLIPConfig(
-        text_config={"vocab_size": 64, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1, "hidden_size": 16,
-                     "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "max_position_embeddings": 77},
-        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "image_size": 32, "patch_size": 8},
+        text_config={
+            "vocab_size": 64,
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+            "pad_token_id": 1,
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 77,
+        },
+        vision_config={
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
         projection_dim=8,
     )
     transformers.CLIPModel(config).save_pretrained(folder, safe_serialization=True)

@@ -34,9 +34,19 @@ from anyphoto_core.headless import (
 from anyphoto_core.headless.cli import main
 from anyphoto_core.placements import Placement, parse_placements
 
-KNOWN_NODES = {"UNETLoader", "DualCLIPLoader", "VAELoader", "CLIPTextEncode", "FluxGuidance", "AnyPhotoLoadFaceRefs",
-               "AnyPhotoBuildLocationCanvas", "AnyPhotoIdentityIsolatedSampler", "VAEDecode", "SaveImage",
-               "PreviewImage"}
+KNOWN_NODES = {
+    "UNETLoader",
+    "DualCLIPLoader",
+    "VAELoader",
+    "CLIPTextEncode",
+    "FluxGuidance",
+    "AnyPhotoLoadFaceRefs",
+    "AnyPhotoBuildLocationCanvas",
+    "AnyPhotoIdentityIsolatedSampler",
+    "VAEDecode",
+    "SaveImage",
+    "PreviewImage",
+}
 OUTPUT_NODES = {"SaveImage": "output", "PreviewImage": "temp"}
 
 
@@ -66,9 +76,15 @@ class FakeComfy:
         self.sockets = {}
         self.loop = asyncio.new_event_loop()
         app = web.Application()
-        app.add_routes([web.post("/upload/image", self.upload), web.post("/prompt", self.prompt),
-                        web.get("/history/{prompt_id}", self.get_history), web.get("/view", self.view),
-                        web.get("/ws", self.ws)])
+        app.add_routes(
+            [
+                web.post("/upload/image", self.upload),
+                web.post("/prompt", self.prompt),
+                web.get("/history/{prompt_id}", self.get_history),
+                web.get("/view", self.view),
+                web.get("/ws", self.ws),
+            ]
+        )
         self.runner = web.AppRunner(app)
         self.loop.run_until_complete(self.runner.setup())
         self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", 0).start())
@@ -94,20 +110,53 @@ class FakeComfy:
         self.prompts.append(body)
         for node_id, node in workflow.items():
             if node["class_type"] not in KNOWN_NODES:
-                return web.json_response({"error": {
-                    "type": "invalid_prompt", "message": f"Cannot execute because node {node['class_type']} "
-                    "does not exist.", "details": f"Node ID '#{node_id}'", "extra_info": {}}, "node_errors": []},
-                    status=400)
-        node_errors = {i: {"errors": [{"type": "required_input_missing", "message": "Required input is missing",
-                                       "details": k, "extra_info": {}}], "dependent_outputs": [],
-                           "class_type": n["class_type"]}
-                       for i, n in workflow.items() for k, v in n["inputs"].items() if v is None}
-        outputs = [i for i, n in workflow.items() if n["class_type"] in OUTPUT_NODES
-                   and not ancestors(workflow, i) & set(node_errors)]
+                return web.json_response(
+                    {
+                        "error": {
+                            "type": "invalid_prompt",
+                            "message": f"Cannot execute because node {node['class_type']} does not exist.",
+                            "details": f"Node ID '#{node_id}'",
+                            "extra_info": {},
+                        },
+                        "node_errors": [],
+                    },
+                    status=400,
+                )
+        node_errors = {
+            i: {
+                "errors": [
+                    {
+                        "type": "required_input_missing",
+                        "message": "Required input is missing",
+                        "details": k,
+                        "extra_info": {},
+                    }
+                ],
+                "dependent_outputs": [],
+                "class_type": n["class_type"],
+            }
+            for i, n in workflow.items()
+            for k, v in n["inputs"].items()
+            if v is None
+        }
+        outputs = [
+            i
+            for i, n in workflow.items()
+            if n["class_type"] in OUTPUT_NODES and not ancestors(workflow, i) & set(node_errors)
+        ]
         if not outputs:
-            return web.json_response({"error": {"type": "prompt_outputs_failed_validation", "message":
-                                                "Prompt outputs failed validation", "details": "", "extra_info": {}},
-                                      "node_errors": node_errors}, status=400)
+            return web.json_response(
+                {
+                    "error": {
+                        "type": "prompt_outputs_failed_validation",
+                        "message": "Prompt outputs failed validation",
+                        "details": "",
+                        "extra_info": {},
+                    },
+                    "node_errors": node_errors,
+                },
+                status=400,
+            )
         prompt_id = str(uuid.uuid4())
         asyncio.get_running_loop().create_task(self.execute(prompt_id, body["client_id"], workflow, outputs))
         return web.json_response({"prompt_id": prompt_id, "number": len(self.prompts), "node_errors": node_errors})
@@ -122,17 +171,34 @@ class FakeComfy:
         for node_id in sorted(ran, key=int):
             await self.send(client_id, "executing", {"node": node_id, "display_node": node_id, "prompt_id": prompt_id})
             if node_id == self.fail_node:
-                await self.send(client_id, "execution_error", {
-                    "prompt_id": prompt_id, "node_id": node_id, "node_type": workflow[node_id]["class_type"],
-                    "executed": [], "exception_message": "boom: out of identities", "exception_type": "ValueError",
-                    "traceback": ["..."], "current_inputs": {}, "current_outputs": []})
-                self.history[prompt_id] = {"outputs": {}, "status": {"status_str": "error", "completed": False,
-                                                                     "messages": []}, "meta": {}}
+                await self.send(
+                    client_id,
+                    "execution_error",
+                    {
+                        "prompt_id": prompt_id,
+                        "node_id": node_id,
+                        "node_type": workflow[node_id]["class_type"],
+                        "executed": [],
+                        "exception_message": "boom: out of identities",
+                        "exception_type": "ValueError",
+                        "traceback": ["..."],
+                        "current_inputs": {},
+                        "current_outputs": [],
+                    },
+                )
+                self.history[prompt_id] = {
+                    "outputs": {},
+                    "status": {"status_str": "error", "completed": False, "messages": []},
+                    "meta": {},
+                }
                 return
             if workflow[node_id]["class_type"] == "AnyPhotoIdentityIsolatedSampler":
                 for step in range(1, self.steps + 1):
-                    await self.send(client_id, "progress", {"value": step, "max": self.steps, "prompt_id": prompt_id,
-                                                            "node": node_id})
+                    await self.send(
+                        client_id,
+                        "progress",
+                        {"value": step, "max": self.steps, "prompt_id": prompt_id, "node": node_id},
+                    )
                     await self.sockets[client_id].send_bytes(b"\x00\x00\x00\x01" + png_bytes("gray"))
         history_outputs = {}
         for node_id in outputs:
@@ -141,13 +207,20 @@ class FakeComfy:
             self.files[(filename, kind)] = png_bytes((len(self.files) * 40 % 256, 10, 200))
             output = {"images": [{"filename": filename, "subfolder": "", "type": kind}]}
             history_outputs[node_id] = output
-            await self.send(client_id, "executed", {"node": node_id, "display_node": node_id, "output": output,
-                                                    "prompt_id": prompt_id})
+            await self.send(
+                client_id,
+                "executed",
+                {"node": node_id, "display_node": node_id, "output": output, "prompt_id": prompt_id},
+            )
         await self.send(client_id, "execution_success", {"prompt_id": prompt_id})
         await self.send(client_id, "executing", {"node": None, "prompt_id": prompt_id})
         await asyncio.sleep(0.2)  # like ComfyUI: history is written after execution_success is sent
-        self.history[prompt_id] = {"prompt": [0, prompt_id, workflow, {}, outputs], "outputs": history_outputs,
-                                   "status": {"status_str": "success", "completed": True, "messages": []}, "meta": {}}
+        self.history[prompt_id] = {
+            "prompt": [0, prompt_id, workflow, {}, outputs],
+            "outputs": history_outputs,
+            "status": {"status_str": "success", "completed": True, "messages": []},
+            "meta": {},
+        }
 
     async def get_history(self, request):
         prompt_id = request.match_info["prompt_id"]
@@ -164,8 +237,9 @@ class FakeComfy:
         await sock.prepare(request)
         client_id = request.query["clientId"]
         self.sockets[client_id] = sock
-        await sock.send_str(json.dumps({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}},
-                                                                   "sid": client_id}}))
+        await sock.send_str(
+            json.dumps({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}}, "sid": client_id}})
+        )
         async for _ in sock:
             pass
         return sock
@@ -182,17 +256,29 @@ def anyphoto_workflow():
     """An API workflow shaped like the AnyPhoto FLUX graph (positive text through FluxGuidance)."""
     return {
         "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}},
-        "2": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "t5.safetensors", "clip_name2": "l.safetensors",
-                                                         "type": "flux"}},
+        "2": {
+            "class_type": "DualCLIPLoader",
+            "inputs": {"clip_name1": "t5.safetensors", "clip_name2": "l.safetensors", "type": "flux"},
+        },
         "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": "old prompt"}},
         "4": {"class_type": "FluxGuidance", "inputs": {"conditioning": ["3", 0], "guidance": 3.5}},
         "5": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": "blurry"}},
         "6": {"class_type": "AnyPhotoLoadFaceRefs", "inputs": {"photos": "[]"}},
-        "7": {"class_type": "AnyPhotoBuildLocationCanvas", "inputs": {"face_refs": ["6", 0], "placements": "",
-                                                                      "width": 1024, "height": 768}},
-        "8": {"class_type": "AnyPhotoIdentityIsolatedSampler",
-              "inputs": {"model": ["1", 0], "positive": ["4", 0], "negative": ["5", 0], "canvas": ["7", 0],
-                         "seed": 0, "steps": 20}},
+        "7": {
+            "class_type": "AnyPhotoBuildLocationCanvas",
+            "inputs": {"face_refs": ["6", 0], "placements": "", "width": 1024, "height": 768},
+        },
+        "8": {
+            "class_type": "AnyPhotoIdentityIsolatedSampler",
+            "inputs": {
+                "model": ["1", 0],
+                "positive": ["4", 0],
+                "negative": ["5", 0],
+                "canvas": ["7", 0],
+                "seed": 0,
+                "steps": 20,
+            },
+        },
         "9": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
         "10": {"class_type": "VAEDecode", "inputs": {"samples": ["8", 0], "vae": ["9", 0]}},
         "11": {"class_type": "SaveImage", "inputs": {"images": ["10", 0], "filename_prefix": "anyphoto"}},
@@ -210,13 +296,25 @@ def photos(tmp_path):
 
 
 def two_people_job(photos, **extra):
-    return Job.from_dict({"prompt": "two friends hiking", "seed": 42, "steps": 3, "width": 512, "height": 384,
-                          "people": [{"photos": [p.name for p in photos[:2]], "box": [0.1, 0.2, 0.3, 0.5]},
-                                     {"photos": [photos[2].name], "box": [0.6, 0.2, 0.8, 0.5]}], **extra},
-                         photos[0].parent)
+    return Job.from_dict(
+        {
+            "prompt": "two friends hiking",
+            "seed": 42,
+            "steps": 3,
+            "width": 512,
+            "height": 384,
+            "people": [
+                {"photos": [p.name for p in photos[:2]], "box": [0.1, 0.2, 0.3, 0.5]},
+                {"photos": [photos[2].name], "box": [0.6, 0.2, 0.8, 0.5]},
+            ],
+            **extra,
+        },
+        photos[0].parent,
+    )
 
 
 # --- filling rules ---------------------------------------------------------------------------------------
+
 
 def test_fill_writes_job_values_into_the_right_nodes(photos):
     job = two_people_job(photos)
@@ -237,19 +335,27 @@ def test_fill_writes_job_values_into_the_right_nodes(photos):
 
 
 def test_fill_pixel_boxes_keep_their_units(photos):
-    job = Job.from_dict({"people": [{"photos": ["bob.png"], "box": [100, 200, 300, 500]}], "units": "px"},
-                        photos[0].parent)
+    job = Job.from_dict(
+        {"people": [{"photos": ["bob.png"], "box": [100, 200, 300, 500]}], "units": "px"}, photos[0].parent
+    )
     out = fill_workflow(anyphoto_workflow(), job, [["bob.png"]])
     for width, height in ((1024, 768), (64, 64)):  # pixel boxes do not depend on the output size
         (placement,) = parse_placements(out["7"]["inputs"]["placements"], width, height)
         np.testing.assert_allclose(placement.landmarks, Placement.from_box((100, 200, 300, 500)).landmarks)
 
 
-@pytest.mark.parametrize("job, removed, message", [
-    ({"prompt": "x"}, ["3", "5"], "has none of the text encoders"),
-    ({"seed": 1}, ["8"], r"sets 'seed', but .* no node to take it \(looked for AnyPhotoIdentityIsolatedSampler.seed"),
-    ({"width": 64}, ["7"], r"sets 'width', but .* no node .*EmptyLatentImage.width"),
-])
+@pytest.mark.parametrize(
+    "job, removed, message",
+    [
+        ({"prompt": "x"}, ["3", "5"], "has none of the text encoders"),
+        (
+            {"seed": 1},
+            ["8"],
+            r"sets 'seed', but .* no node to take it \(looked for AnyPhotoIdentityIsolatedSampler.seed",
+        ),
+        ({"width": 64}, ["7"], r"sets 'width', but .* no node .*EmptyLatentImage.width"),
+    ],
+)
 def test_fill_errors_name_the_missing_node(job, removed, message):
     wf = {k: v for k, v in anyphoto_workflow().items() if k not in removed}
     with pytest.raises(JobError, match=message):
@@ -282,6 +388,7 @@ def test_ui_format_and_bad_jobs_are_rejected(tmp_path):
 
 # --- protocol -------------------------------------------------------------------------------------------
 
+
 def test_success_path_uploads_queues_follows_and_downloads(fake, photos, tmp_path, capsys):
     saved = run_workflow(anyphoto_workflow(), two_people_job(photos, name="hike"), tmp_path / "out", server=fake.url)
 
@@ -289,13 +396,15 @@ def test_success_path_uploads_queues_follows_and_downloads(fake, photos, tmp_pat
     (body,) = fake.prompts
     sent = body["prompt"]
     assert body["client_id"] in fake.sockets  # the websocket was opened with the same client id
-    assert json.loads(sent["6"]["inputs"]["photos"]) == [["anyphoto/alice.png", "anyphoto/alice2.png"],
-                                                         ["anyphoto/bob.png"]]
+    assert json.loads(sent["6"]["inputs"]["photos"]) == [
+        ["anyphoto/alice.png", "anyphoto/alice2.png"],
+        ["anyphoto/bob.png"],
+    ]
     assert sent["3"]["inputs"]["text"] == "two friends hiking" and sent["8"]["inputs"]["seed"] == 42
 
     (path,) = saved  # SaveImage only; the PreviewImage (temp) output is skipped by default
     assert path.parent == tmp_path / "out" and path.name.startswith("hike_ComfyUI_")
-    assert path.read_bytes() == fake.files[(path.name[len("hike_"):], "output")]
+    assert path.read_bytes() == fake.files[(path.name[len("hike_") :], "output")]
     assert "3/3" in capsys.readouterr().err  # the tqdm bar followed the progress messages
 
 
@@ -323,6 +432,7 @@ def test_execution_error_over_the_websocket(fake, tmp_path):
 
 # --- CLI ------------------------------------------------------------------------------------------------
 
+
 def write_workflow(tmp_path, wf=None, name="workflow_api.json"):
     path = tmp_path / name
     path.write_text(json.dumps(wf or anyphoto_workflow()))
@@ -332,9 +442,25 @@ def write_workflow(tmp_path, wf=None, name="workflow_api.json"):
 def test_cli_single_job_and_exit_codes(fake, photos, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     wf = write_workflow(tmp_path)
-    code = main([str(wf), "--server", fake.url, "--out", "out", "--prompt", "a duo", "--seed", "7",
-                 "--person", "alice.png,alice2.png@0.1,0.2,0.3,0.5", "--person", "bob.png@0.6,0.2,0.8,0.5",
-                 "--no-progress", "--include-temp"])
+    code = main(
+        [
+            str(wf),
+            "--server",
+            fake.url,
+            "--out",
+            "out",
+            "--prompt",
+            "a duo",
+            "--seed",
+            "7",
+            "--person",
+            "alice.png,alice2.png@0.1,0.2,0.3,0.5",
+            "--person",
+            "bob.png@0.6,0.2,0.8,0.5",
+            "--no-progress",
+            "--include-temp",
+        ]
+    )
     out = capsys.readouterr().out.split()
     assert code == 0 and len(out) == 2  # SaveImage + PreviewImage (temp, asked for)
     assert json.loads(fake.prompts[0]["prompt"]["6"]["inputs"]["photos"])[1] == ["anyphoto/bob.png"]
@@ -357,13 +483,33 @@ def test_cli_single_job_and_exit_codes(fake, photos, tmp_path, capsys, monkeypat
 
 def test_cli_batch_jsonl(fake, photos, tmp_path, capsys):
     jobs = tmp_path / "jobs.jsonl"
-    jobs.write_text("\n".join(json.dumps(j) for j in [
-        {"prompt": "first", "seed": 1, "people": [{"photos": ["alice.png"], "box": [0.1, 0.1, 0.4, 0.5]}]},
-        {"prompt": "second", "seed": 2, "name": "two",
-         "people": [{"photos": ["bob.png"], "box": [0.5, 0.1, 0.9, 0.5]}]},
-    ]) + "\n")
-    code = main([str(write_workflow(tmp_path)), "--server", fake.url, "--out", str(tmp_path / "out"),
-                 "--jobs", str(jobs), "--no-progress"])
+    jobs.write_text(
+        "\n".join(
+            json.dumps(j)
+            for j in [
+                {"prompt": "first", "seed": 1, "people": [{"photos": ["alice.png"], "box": [0.1, 0.1, 0.4, 0.5]}]},
+                {
+                    "prompt": "second",
+                    "seed": 2,
+                    "name": "two",
+                    "people": [{"photos": ["bob.png"], "box": [0.5, 0.1, 0.9, 0.5]}],
+                },
+            ]
+        )
+        + "\n"
+    )
+    code = main(
+        [
+            str(write_workflow(tmp_path)),
+            "--server",
+            fake.url,
+            "--out",
+            str(tmp_path / "out"),
+            "--jobs",
+            str(jobs),
+            "--no-progress",
+        ]
+    )
     saved = capsys.readouterr().out.split()
     assert code == 0
     assert [p.split("/")[-1].split("_")[0] for p in saved] == ["job0001", "two"]

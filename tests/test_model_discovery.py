@@ -4,9 +4,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from anyphoto_core.flux import FluxLoadError, load_flux
 from anyphoto_core.app.models import ModelFileError, discover_models, load_flux_vae, require_complete
 from anyphoto_core.app.models.tiny import ensure_tiny_models
+from anyphoto_core.flux import FluxLoadError, load_flux
 
 
 @pytest.fixture(scope="module")

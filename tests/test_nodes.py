@@ -42,7 +42,8 @@ def test_photo_paths_stay_inside_input_folder(tmp_path):
 def test_face_refs_embed_and_canvas_nodes(fixture_analyzer, tmp_path, monkeypatch):
     scene = torch.from_numpy(render_scene().astype(np.float32) / 255.0)[None]
     refs, preview = PACK.faces.AnyPhotoLoadFaceRefs().load(
-        fixture_analyzer, "left_to_right", 0, "error", "", person_1=scene, person_2=torch.cat([scene, scene]))
+        fixture_analyzer, "left_to_right", 0, "error", "", person_1=scene, person_2=torch.cat([scene, scene])
+    )
     assert len(refs) == 2 and len(refs[1].faces) == 2
     assert preview.shape == (1, 256, 3 * 256, 3) and 0 <= preview.min() and preview.max() <= 1
     (embeds,) = PACK.faces.AnyPhotoArcFaceEmbed().embed(refs)
@@ -50,8 +51,9 @@ def test_face_refs_embed_and_canvas_nodes(fixture_analyzer, tmp_path, monkeypatc
     np.testing.assert_allclose(np.linalg.norm(embeds.embeddings, axis=1), 1.0, rtol=1e-5)
 
     monkeypatch.setattr(PACK.host, "temp_directory", lambda: str(tmp_path))
-    placements = json.dumps({"version": 1, "units": "fraction",
-                             "people": [{"box": [0.1, 0.2, 0.4, 0.6]}, {"box": [0.55, 0.2, 0.85, 0.6]}]})
+    placements = json.dumps(
+        {"version": 1, "units": "fraction", "people": [{"box": [0.1, 0.2, 0.4, 0.6]}, {"box": [0.55, 0.2, 0.85, 0.6]}]}
+    )
     out = PACK.canvas.AnyPhotoBuildLocationCanvas().build(refs, 320, 256, placements)
     canvas, images, masks = out["result"]
     assert images.shape == (2, 256, 320, 3) and masks.shape == (2, 256, 320)
@@ -85,20 +87,31 @@ def _comfy_like_forward(model, img, img_ids, txt, txt_ids, t, y, guidance, trans
     pe = model.pe_embedder(torch.cat((txt_ids.float(), img_ids.float()), 1))
     dit = transformer_options.get("patches_replace", {}).get("dit", {})
     for i, block in enumerate(model.double_blocks):
+
         def original(a, block=block):
             i_, t_ = block(a["img"], a["txt"], a["vec"], a["pe"])
             return {"img": i_, "txt": t_}
-        args = {"img": img, "txt": txt, "vec": vec, "pe": pe, "attn_mask": None,
-                "transformer_options": transformer_options}
-        out = dit[("double_block", i)](args, {"original_block": original}) if ("double_block", i) in dit \
+
+        args = {
+            "img": img,
+            "txt": txt,
+            "vec": vec,
+            "pe": pe,
+            "attn_mask": None,
+            "transformer_options": transformer_options,
+        }
+        out = (
+            dit[("double_block", i)](args, {"original_block": original})
+            if ("double_block", i) in dit
             else original(args)
+        )
         img, txt = out["img"], out["txt"]
     x = torch.cat((txt, img), 1)
     for i, block in enumerate(model.single_blocks):
         args = {"img": x, "vec": vec, "pe": pe, "attn_mask": None, "transformer_options": transformer_options}
         original = {"original_block": lambda a, b=block: {"img": b(a["img"], a["vec"], a["pe"])}}
         x = dit[("single_block", i)](args, original)["img"]
-    return model.final_layer(x[:, txt.shape[1]: txt.shape[1] + n_img], vec)
+    return model.final_layer(x[:, txt.shape[1] : txt.shape[1] + n_img], vec)
 
 
 H_TOK, W_TOK = 4, 6
@@ -112,8 +125,9 @@ def _setup(lengths, batch=2):
     ids = image_token_ids(H_TOK, W_TOK, 1.0)[cells]
     tokens = torch.randn(1, m, 64, generator=g, dtype=torch.float64)
     deltas = torch.randn(len(lengths), TINY.hidden_size, generator=g, dtype=torch.float64) * 0.3
-    payload = PACK.patching.IdentityPayload(tokens, ids, tuple(lengths), deltas, (H_TOK, W_TOK), (96, 64),
-                                            PACK.patching.scaled_lora(adapter, 1.0))
+    payload = PACK.patching.IdentityPayload(
+        tokens, ids, tuple(lengths), deltas, (H_TOK, W_TOK), (96, 64), PACK.patching.scaled_lora(adapter, 1.0)
+    )
     img = torch.randn(batch, H_TOK * W_TOK, 64, generator=g, dtype=torch.float64)
     img_ids = image_token_ids(H_TOK, W_TOK)[None].expand(batch, -1, -1)
     txt = torch.randn(batch, 5, TINY.context_in_dim, generator=g, dtype=torch.float64)
@@ -121,8 +135,12 @@ def _setup(lengths, batch=2):
     y = torch.randn(batch, TINY.vec_in_dim, generator=g, dtype=torch.float64)
     guidance = torch.full((batch,), 3.5, dtype=torch.float64)
     inputs = (img, img_ids, txt, torch.zeros(batch, 5, 3), t, y, guidance)
-    batch_ids = IdentityBatch(tokens.expand(batch, -1, -1), ids[None].expand(batch, -1, -1), tuple(lengths),
-                              deltas[None].expand(batch, -1, -1))
+    batch_ids = IdentityBatch(
+        tokens.expand(batch, -1, -1),
+        ids[None].expand(batch, -1, -1),
+        tuple(lengths),
+        deltas[None].expand(batch, -1, -1),
+    )
     return model, adapter, payload, inputs, batch_ids
 
 
@@ -137,8 +155,9 @@ def _wrapped(model, payload, inputs, options):
 def test_wrapper_callbacks_equal_core_reference(lengths):
     model, adapter, payload, inputs, ids = _setup(lengths)
     out = _wrapped(model, payload, inputs, {"cond_or_uncond": [1, 0], "sigmas": torch.tensor([0.5])})
-    ref = model.forward_anyphoto(*inputs, ids, lora_delta=adapter.lora_delta,
-                                 global_sees_identities=torch.tensor([False, True]))
+    ref = model.forward_anyphoto(
+        *inputs, ids, lora_delta=adapter.lora_delta, global_sees_identities=torch.tensor([False, True])
+    )
     torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
     stock = model(*inputs)
     torch.testing.assert_close(out[0], stock[0], rtol=1e-9, atol=1e-9)  # uncond row: identities hidden

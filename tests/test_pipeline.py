@@ -5,10 +5,10 @@ import pytest
 import torch
 from fixtures.face_models import insightface_image
 
-from anyphoto_core.faces import FaceAnalyzer, build_identity
-from anyphoto_core.faces.backends import CenterFaceDetector
 from anyphoto_core.app.models import TinyRecognizer
 from anyphoto_core.app.pipeline import AnyPhotoPipeline, GenerationSettings
+from anyphoto_core.faces import FaceAnalyzer, build_identity
+from anyphoto_core.faces.backends import CenterFaceDetector
 from anyphoto_core.placements import Placement
 from anyphoto_core.sampling import euler_sample, flux_schedule
 from anyphoto_core.tokens import image_token_ids, pack_latent, unpack_tokens

@@ -18,8 +18,17 @@ FOLDER = PACK_ROOT / "workflows"
 STEMS = ("anyphoto_1_person", "anyphoto_2_people", "anyphoto_4_people")
 PEOPLE = {"anyphoto_1_person": 1, "anyphoto_2_people": 2, "anyphoto_4_people": 4}
 #: ComfyUI core node types the workflows may use (everything else must be a pack node).
-CORE_TYPES = {"UNETLoader", "DualCLIPLoader", "VAELoader", "CLIPTextEncode", "FluxGuidance", "EmptySD3LatentImage",
-              "EmptyLatentImage", "VAEDecode", "SaveImage"}
+CORE_TYPES = {
+    "UNETLoader",
+    "DualCLIPLoader",
+    "VAELoader",
+    "CLIPTextEncode",
+    "FluxGuidance",
+    "EmptySD3LatentImage",
+    "EmptyLatentImage",
+    "VAEDecode",
+    "SaveImage",
+}
 
 
 def _builder():
@@ -54,8 +63,15 @@ def test_node_types_are_pack_or_known_core(stem):
     types = {n["type"] for n in _load(stem)["nodes"]} | {n["class_type"] for n in _load(stem, api=True).values()}
     pack = set(PACK.NODE_CLASS_MAPPINGS)
     assert types <= pack | CORE_TYPES
-    assert {"AnyPhotoApply", "AnyPhotoIdentityIsolatedSampler", "AnyPhotoLoadFaceRefs", "AnyPhotoArcFaceEmbed",
-            "AnyPhotoBuildLocationCanvas", "AnyPhotoAdapterLoader", "AnyPhotoFaceAnalysisLoader"} <= types
+    assert {
+        "AnyPhotoApply",
+        "AnyPhotoIdentityIsolatedSampler",
+        "AnyPhotoLoadFaceRefs",
+        "AnyPhotoArcFaceEmbed",
+        "AnyPhotoBuildLocationCanvas",
+        "AnyPhotoAdapterLoader",
+        "AnyPhotoFaceAnalysisLoader",
+    } <= types
 
 
 @pytest.mark.parametrize("stem", STEMS)
@@ -150,15 +166,17 @@ def test_api_workflow_validates_against_input_types(stem):
                 assert _spec(src["class_type"]).outputs[value[1]][1] == inp.type, where
             else:
                 _check_value(where, inp, value)
-    faces, canvas = (next(e for e in api.values() if e["class_type"] == c)
-                     for c in ("AnyPhotoLoadFaceRefs", "AnyPhotoBuildLocationCanvas"))
+    faces, canvas = (
+        next(e for e in api.values() if e["class_type"] == c)
+        for c in ("AnyPhotoLoadFaceRefs", "AnyPhotoBuildLocationCanvas")
+    )
     people = PEOPLE[stem]
     assert len(PACK.faces.parse_photo_names(faces["inputs"]["photos"])) == people
     boxes = [p.box for p in parse_placements(canvas["inputs"]["placements"], 1024, 1024)]
     assert len(boxes) == people
     for k, (x1, y1, x2, y2) in enumerate(boxes):  # sensible: inside the image, faces >= 128 px, no overlaps
         assert 0 <= x1 < x2 <= 1024 and 0 <= y1 < y2 <= 1024 and x2 - x1 >= 128
-        for bx1, by1, bx2, by2 in boxes[k + 1:]:
+        for bx1, by1, bx2, by2 in boxes[k + 1 :]:
             assert x2 <= bx1 or bx2 <= x1 or y2 <= by1 or by2 <= y1
 
 
@@ -183,8 +201,10 @@ def test_headless_fill_rules_work_on_api_workflow(stem, tmp_path):
     (refs,) = by_type["AnyPhotoLoadFaceRefs"]
     assert PACK.faces.parse_photo_names(refs["photos"]) == names
     (canvas,) = by_type["AnyPhotoBuildLocationCanvas"]
-    assert json.loads(canvas["placements"]) == {"version": 1, "units": "fraction",  # docs/headless.md rule
-                                                "people": [{"box": list(p.box)} for p in people]}
+    assert json.loads(canvas["placements"]) == {
+        "version": 1,
+        "units": "fraction",  # docs/headless.md rule
+        "people": [{"box": list(p.box)} for p in people],
+    }
     assert len(parse_placements(canvas["placements"], 768, 512)) == n
     assert api == _load(stem, api=True)  # the input workflow is not modified
-

@@ -17,8 +17,10 @@ def _preprocess(args) -> int:
     elif args.recognizer:
         analyzer = load_centerface_analyzer(args.recognizer)
     else:
-        print("error: give --face-models (folder with models/antelopev2) or --recognizer (ONNX, CenterFace detector)",
-              file=sys.stderr)
+        print(
+            "error: give --face-models (folder with models/antelopev2) or --recognizer (ONNX, CenterFace detector)",
+            file=sys.stderr,
+        )
         return 2
     manifest = build_manifest(args.images, args.refs, analyzer, args.iou_weight, args.min_score)
     write_manifest(args.out, manifest)

@@ -38,8 +38,9 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def save_checkpoint(root: str | Path, step: int, adapter: AnyPhotoAdapter, optimizer, scheduler, state: dict,
-                    keep: int = 2) -> Path:
+def save_checkpoint(
+    root: str | Path, step: int, adapter: AnyPhotoAdapter, optimizer, scheduler, state: dict, keep: int = 2
+) -> Path:
     """Write checkpoint ``step`` atomically under ``root``; keep the newest ``keep`` ones."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

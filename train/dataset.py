@@ -72,8 +72,9 @@ class TrainingSample:
     identities: tuple[str, ...]
 
 
-def square_crop_box(boxes: np.ndarray, width: int, height: int, rng: np.random.Generator,
-                    max_ratio: float = 4.0) -> tuple[float, float, float]:
+def square_crop_box(
+    boxes: np.ndarray, width: int, height: int, rng: np.random.Generator, max_ratio: float = 4.0
+) -> tuple[float, float, float]:
     """``(x0, y0, side)`` of a square containing every box ``(N, 4)``: side uniform in
     ``[1.1 * span, min(short side, max_ratio * span)]``, position uniform among those inside the photo."""
     x1, y1 = boxes[:, 0].min(), boxes[:, 1].min()
@@ -137,8 +138,12 @@ class SampleBuilder:
             else:
                 patches.append(self._patch(photo, face.landmarks))
                 replaced.append(False)
-        boxes = np.stack([np.concatenate([np.minimum(f.box[:2], f.landmarks.min(0)),
-                                          np.maximum(f.box[2:], f.landmarks.max(0))]) for f in record.faces])
+        boxes = np.stack(
+            [
+                np.concatenate([np.minimum(f.box[:2], f.landmarks.min(0)), np.maximum(f.box[2:], f.landmarks.max(0))])
+                for f in record.faces
+            ]
+        )
         h, w = photo.shape[:2]
         if augment:
             x0, y0, side = square_crop_box(boxes, w, h, rng, cfg.crop_max_ratio)
@@ -146,8 +151,10 @@ class SampleBuilder:
             span = (boxes[:, 2:].max(0) - boxes[:, :2].min(0)).max()
             side = float(max(min(w, h, cfg.crop_max_ratio * span), span * CROP_MARGIN))
             cx, cy = (boxes[:, 0].min() + boxes[:, 2].max()) / 2, (boxes[:, 1].min() + boxes[:, 3].max()) / 2
-            x0, y0 = float(np.clip(cx - side / 2, min(0, w - side), max(0, w - side))), float(
-                np.clip(cy - side / 2, min(0, h - side), max(0, h - side)))
+            x0, y0 = (
+                float(np.clip(cx - side / 2, min(0, w - side), max(0, w - side))),
+                float(np.clip(cy - side / 2, min(0, h - side), max(0, h - side))),
+            )
         res = cfg.resolution
         crop = Image.fromarray(photo).crop((round(x0), round(y0), round(x0) + round(side), round(y0) + round(side)))
         image = np.array(crop.resize((res, res), Image.Resampling.LANCZOS))
@@ -164,7 +171,13 @@ class SampleBuilder:
         if augment and cfg.caption_dropout and rng.random() < cfg.caption_dropout:
             caption = ""
         return TrainingSample(
-            image=image, caption=caption, landmarks=landmarks, canvases=tuple(canvases),
-            embeddings=reference * keep[:, None], reference=reference, keep=keep,
-            replaced=np.asarray(replaced), identities=tuple(f.identity for f in record.faces),
+            image=image,
+            caption=caption,
+            landmarks=landmarks,
+            canvases=tuple(canvases),
+            embeddings=reference * keep[:, None],
+            reference=reference,
+            keep=keep,
+            replaced=np.asarray(replaced),
+            identities=tuple(f.identity for f in record.faces),
         )

@@ -89,7 +89,7 @@ def occlusion(p: FacePatch, rng: Rng) -> FacePatch:
     rh, rw = max(1, min(h, int(np.sqrt(area * aspect)))), max(1, min(w, int(np.sqrt(area / aspect))))
     y, x = int(rng.integers(0, h - rh + 1)), int(rng.integers(0, w - rw + 1))
     img = p.image.copy()
-    img[y:y + rh, x:x + rw] = rng.integers(0, 256, 3, dtype=np.uint8)
+    img[y : y + rh, x : x + rw] = rng.integers(0, 256, 3, dtype=np.uint8)
     return _with(p, img)
 
 
@@ -134,8 +134,17 @@ DEGRADATIONS = {
 
 #: Probability of each degradation (the paper lists them without probabilities; ours).
 DEFAULT_PROBABILITIES = {
-    "color_jitter": 0.5, "grayscale": 0.1, "blur": 0.2, "sharpness": 0.2, "autocontrast": 0.1, "hflip": 0.5,
-    "salt_and_pepper": 0.05, "gaussian_noise": 0.15, "occlusion": 0.1, "illumination": 0.2, "jpeg": 0.2,
+    "color_jitter": 0.5,
+    "grayscale": 0.1,
+    "blur": 0.2,
+    "sharpness": 0.2,
+    "autocontrast": 0.1,
+    "hflip": 0.5,
+    "salt_and_pepper": 0.05,
+    "gaussian_noise": 0.15,
+    "occlusion": 0.1,
+    "illumination": 0.2,
+    "jpeg": 0.2,
     "down_up": 0.2,
 }
 

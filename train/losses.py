@@ -47,8 +47,9 @@ def face_similarity_loss(pred: Tensor, reference: Tensor, weight: Tensor | None 
     return ((1.0 - cos) * weight).sum() / total
 
 
-def info_nce_loss(pred: Tensor, reference: Tensor, negatives: Tensor, temperature: float = 0.07,
-                  weight: Tensor | None = None) -> Tensor:
+def info_nce_loss(
+    pred: Tensor, reference: Tensor, negatives: Tensor, temperature: float = 0.07, weight: Tensor | None = None
+) -> Tensor:
     """Extended-negative InfoNCE: per face, positive = its reference, negatives = ``negatives`` (K, D)
     (other identities' embeddings). ``-log softmax(cos / T)[positive]``, weighted mean like above."""
     p = F.normalize(pred.float(), dim=-1)

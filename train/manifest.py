@@ -99,8 +99,11 @@ def read_manifest(path: str | Path) -> Manifest:
             obj = json.loads(line)
             if obj["kind"] == "identity":
                 refs = tuple(
-                    ReferencePhoto(_resolve(root, r["image"]), _points(r["landmarks"], (5, 2), where),
-                                   _points(r["embedding"], (512,), where).astype(np.float32))
+                    ReferencePhoto(
+                        _resolve(root, r["image"]),
+                        _points(r["landmarks"], (5, 2), where),
+                        _points(r["embedding"], (512,), where).astype(np.float32),
+                    )
                     for r in obj["references"]
                 )
                 if not refs:
@@ -108,8 +111,9 @@ def read_manifest(path: str | Path) -> Manifest:
                 galleries[obj["identity"]] = refs
             elif obj["kind"] == "image":
                 faces = tuple(
-                    FaceAnnotation(f["identity"], _points(f["box"], (4,), where),
-                                   _points(f["landmarks"], (5, 2), where))
+                    FaceAnnotation(
+                        f["identity"], _points(f["box"], (4,), where), _points(f["landmarks"], (5, 2), where)
+                    )
                     for f in obj["faces"]
                 )
                 images.append(ImageRecord(_resolve(root, obj["image"]), str(obj.get("caption", "")), faces))
@@ -137,15 +141,29 @@ def write_manifest(path: str | Path, manifest: Manifest) -> None:
         return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
 
     lines = [
-        {"kind": "identity", "identity": name, "references": [
-            {"image": rel(r.image), "landmarks": r.landmarks.tolist(),
-             "embedding": [round(float(v), 6) for v in r.embedding]}
-            for r in refs]}
+        {
+            "kind": "identity",
+            "identity": name,
+            "references": [
+                {
+                    "image": rel(r.image),
+                    "landmarks": r.landmarks.tolist(),
+                    "embedding": [round(float(v), 6) for v in r.embedding],
+                }
+                for r in refs
+            ],
+        }
         for name, refs in galleries_sorted(manifest)
     ]
     lines += [
-        {"kind": "image", "image": rel(r.image), "caption": r.caption, "faces": [
-            {"identity": f.identity, "box": f.box.tolist(), "landmarks": f.landmarks.tolist()} for f in r.faces]}
+        {
+            "kind": "image",
+            "image": rel(r.image),
+            "caption": r.caption,
+            "faces": [
+                {"identity": f.identity, "box": f.box.tolist(), "landmarks": f.landmarks.tolist()} for f in r.faces
+            ],
+        }
         for r in manifest.images
     ]
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -167,8 +185,11 @@ def box_iou(a, b) -> float:
 
 
 def match_faces(
-    boxes: list, embeddings: np.ndarray, candidates: list[tuple[str, np.ndarray, list | None]],
-    iou_weight: float = 0.5, min_score: float = 0.3,
+    boxes: list,
+    embeddings: np.ndarray,
+    candidates: list[tuple[str, np.ndarray, list | None]],
+    iou_weight: float = 0.5,
+    min_score: float = 0.3,
 ) -> dict[int, tuple[str, float]]:
     """Greedy face -> identity assignment (paper appendix 0.A.2, stage 3).
 
@@ -234,8 +255,9 @@ def build_manifest(images_dir, refs_dir, analyzer, iou_weight: float = 0.5, min_
             raise ManifestError(f"{photo.with_suffix('.json')} names {unknown} with no folder in {refs_dir}")
         candidates = [(n, identity_emb[n], (hints or {}).get(n)) for n in names]
         matches = match_faces([d.box for d in detections], embs, candidates, iou_weight, min_score)
-        faces = tuple(FaceAnnotation(name, detections[i].box, detections[i].landmarks)
-                      for i, (name, _) in sorted(matches.items()))
+        faces = tuple(
+            FaceAnnotation(name, detections[i].box, detections[i].landmarks) for i, (name, _) in sorted(matches.items())
+        )
         caption_file = photo.with_suffix(".txt")
         caption = caption_file.read_text().strip() if caption_file.is_file() else ""
         if faces:
@@ -250,5 +272,5 @@ def _read_hints(photo: Path) -> dict | None:
     try:
         data = json.loads(sidecar.read_text())["identities"]
     except (KeyError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"{sidecar}: expected {{\"identities\": {{name: box or null}}}} ({exc!r})") from None
+        raise ManifestError(f'{sidecar}: expected {{"identities": {{name: box or null}}}} ({exc!r})') from None
     return {k: (None if v is None else list(map(float, v))) for k, v in data.items()}

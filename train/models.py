@@ -21,11 +21,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from anyphoto_core.faces import TorchArcFace
-from anyphoto_core.flux import Flux
 from anyphoto_core.app.models import ModelFiles
 from anyphoto_core.app.models.vae import FluxVAE
 from anyphoto_core.app.pipeline import AnyPhotoPipeline
+from anyphoto_core.faces import TorchArcFace
+from anyphoto_core.flux import Flux
 
 from .config import ModelConfig
 
@@ -89,8 +89,10 @@ def build_models(config: ModelConfig, device="cpu", dtype=torch.float32, need_re
     recognizer = None
     if need_recognizer:
         if not config.recognizer:
-            raise FileNotFoundError("the face loss needs model.recognizer (ArcFace ONNX, e.g. "
-                                    "antelopev2/glintr100.onnx); or set loss.face_weight=0 and loss.nce_weight=0")
+            raise FileNotFoundError(
+                "the face loss needs model.recognizer (ArcFace ONNX, e.g. "
+                "antelopev2/glintr100.onnx); or set loss.face_weight=0 and loss.nce_weight=0"
+            )
         recognizer = TorchArcFace(config.recognizer).to(device)
     pipe.flux.requires_grad_(False).eval()
     return FrozenModels(pipe.flux, pipe.vae, text, recognizer)

@@ -26,8 +26,17 @@ def generate(trainer, position: int, steps: int, seed: int = 0) -> tuple[np.ndar
     guidance = torch.full((1,), trainer.config.model.guidance, device=s.x0.device, dtype=dtype)
 
     def velocity(x, t, with_identity):
-        return flux.forward_anyphoto(x.to(dtype), s.img_ids, s.txt.to(dtype), txt_ids, t.to(dtype), s.y.to(dtype),
-                                     guidance, ids if with_identity else None, lora_delta=adapter.lora_delta).float()
+        return flux.forward_anyphoto(
+            x.to(dtype),
+            s.img_ids,
+            s.txt.to(dtype),
+            txt_ids,
+            t.to(dtype),
+            s.y.to(dtype),
+            guidance,
+            ids if with_identity else None,
+            lora_delta=adapter.lora_delta,
+        ).float()
 
     noise = torch.randn(s.x0.shape, generator=torch.Generator().manual_seed(seed)).to(s.x0.device)
     x0 = euler_sample(velocity, noise, flux_schedule(steps, s.x0.shape[1]))
@@ -38,8 +47,10 @@ def generate(trainer, position: int, steps: int, seed: int = 0) -> tuple[np.ndar
 
 
 def save_sample_grid(trainer, path: str | Path, count: int = 2) -> Path:
-    rows = [np.concatenate(generate(trainer, i, trainer.config.run.sample_steps), axis=1)
-            for i in range(min(count, len(trainer.data)))]
+    rows = [
+        np.concatenate(generate(trainer, i, trainer.config.run.sample_steps), axis=1)
+        for i in range(min(count, len(trainer.data)))
+    ]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(rows, axis=0)).save(path)

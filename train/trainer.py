@@ -83,22 +83,34 @@ class AnyPhotoObjective(nn.Module):
                 p.data = p.data.to(device)
         return self
 
-    def forward(self, s: PreparedSample, t: Tensor, noise: Tensor,
-                negatives: Tensor | None = None) -> dict[str, Tensor]:
+    def forward(
+        self, s: PreparedSample, t: Tensor, noise: Tensor, negatives: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Loss terms ``flow``, ``face`` (``nce``) and the total ``loss`` of one sample at time ``t`` (1,)."""
         m, cfg = self.models, self.config
         flux = m.flux
         dtype = flux.img_in.weight.dtype
-        tokens = [tok if keep else type(tok)(torch.zeros_like(tok.tokens), tok.ids, tok.index, tok.grid)
-                  for tok, keep in zip(s.tokens, s.keep.tolist(), strict=True)]
+        tokens = [
+            tok if keep else type(tok)(torch.zeros_like(tok.tokens), tok.ids, tok.index, tok.grid)
+            for tok, keep in zip(s.tokens, s.keep.tolist(), strict=True)
+        ]
         deltas = self.adapter.modulation_offsets(s.embeddings)
         ids = identity_batch(tokens, deltas, batch=1)
         x_t = interpolate(s.x0, noise, t)
         guidance = torch.full((1,), cfg.model.guidance, device=x_t.device, dtype=dtype)
-        args = (x_t.to(dtype), s.img_ids, s.txt.to(dtype), torch.zeros(1, s.txt.shape[1], 3, device=x_t.device),
-                t.to(dtype), s.y.to(dtype), guidance, ids)
-        v = flux.forward_anyphoto(*args, lora_delta=self.adapter.lora_delta,
-                                  checkpoint_blocks=cfg.model.gradient_checkpointing)
+        args = (
+            x_t.to(dtype),
+            s.img_ids,
+            s.txt.to(dtype),
+            torch.zeros(1, s.txt.shape[1], 3, device=x_t.device),
+            t.to(dtype),
+            s.y.to(dtype),
+            guidance,
+            ids,
+        )
+        v = flux.forward_anyphoto(
+            *args, lora_delta=self.adapter.lora_delta, checkpoint_blocks=cfg.model.gradient_checkpointing
+        )
         out = {"flow": flow_matching_loss(v, s.x0, noise)}
         lc = cfg.loss
         if lc.face_weight > 0 or lc.nce_weight > 0:
@@ -115,24 +127,39 @@ class AnyPhotoObjective(nn.Module):
             else:  # keep every parameter in the graph (DDP) with an exact zero
                 out["face"] = deltas.sum() * 0.0
         # ``0 * sum(delta)`` keeps the projector in the graph when no identity token survived pruning
-        out["loss"] = (deltas.sum() * 0.0 + out["flow"] + lc.face_weight * out.get("face", 0.0)
-                       + lc.nce_weight * out.get("nce", 0.0))
+        out["loss"] = (
+            deltas.sum() * 0.0
+            + out["flow"]
+            + lc.face_weight * out.get("face", 0.0)
+            + lc.nce_weight * out.get("nce", 0.0)
+        )
         return out
 
 
 def adapter_config_for(flux, config: TrainConfig) -> AdapterConfig:
     p = flux.params
-    return AdapterConfig(hidden_size=p.hidden_size, mlp_hidden_dim=p.mlp_hidden_dim, depth=p.depth,
-                         depth_single_blocks=p.depth_single_blocks, rank=config.model.rank, alpha=config.model.alpha,
-                         projector_hidden=config.model.projector_hidden,
-                         base_model="flux.1-dev" if config.model.kind == "flux" else "tiny-random-flux")
+    return AdapterConfig(
+        hidden_size=p.hidden_size,
+        mlp_hidden_dim=p.mlp_hidden_dim,
+        depth=p.depth,
+        depth_single_blocks=p.depth_single_blocks,
+        rank=config.model.rank,
+        alpha=config.model.alpha,
+        projector_hidden=config.model.projector_hidden,
+        base_model="flux.1-dev" if config.model.kind == "flux" else "tiny-random-flux",
+    )
 
 
 class Trainer:
     """Owns models, adapter, optimizer, scheduler and the data stream; ``fit`` runs the loop."""
 
-    def __init__(self, config: TrainConfig, manifest: Manifest | None = None, models: FrozenModels | None = None,
-                 accelerator=None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        manifest: Manifest | None = None,
+        models: FrozenModels | None = None,
+        accelerator=None,
+    ):
         from accelerate import Accelerator
 
         self.config = config
@@ -140,8 +167,11 @@ class Trainer:
         if accelerator is None:
             cuda = torch.cuda.is_available() and not rc.cpu
             mp = ("bf16" if cuda else "no") if rc.mixed_precision == "auto" else rc.mixed_precision
-            accelerator = Accelerator(gradient_accumulation_steps=config.optim.accumulation, mixed_precision=mp,
-                                      cpu=rc.cpu or not torch.cuda.is_available())
+            accelerator = Accelerator(
+                gradient_accumulation_steps=config.optim.accumulation,
+                mixed_precision=mp,
+                cpu=rc.cpu or not torch.cuda.is_available(),
+            )
         self.accelerator = accelerator
         device = accelerator.device
         frozen_dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float32
@@ -150,14 +180,16 @@ class Trainer:
         self.manifest = manifest or read_manifest(config.data.manifest)
         self.data = SampleBuilder(self.manifest, config.data, seed=rc.seed)
         torch.manual_seed(rc.seed)
-        self.adapter = AnyPhotoAdapter(adapter_config_for(self.models.flux, config),
-                                       lora_dropout=config.model.lora_dropout)
+        self.adapter = AnyPhotoAdapter(
+            adapter_config_for(self.models.flux, config), lora_dropout=config.model.lora_dropout
+        )
         oc = config.optim
         params = [p for p in self.adapter.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=oc.lr, betas=tuple(oc.betas), weight_decay=oc.weight_decay, eps=oc.eps)
         warmup = max(oc.warmup_steps, 0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+            optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
+        )
         objective = AnyPhotoObjective(self.adapter, self.models, config).to_device(device)
         self.objective, self.optimizer = accelerator.prepare(objective, optimizer, device_placement=[False, False])
         self.scheduler = scheduler  # stepped once per optimizer step (accelerate's wrapper steps per process)
@@ -186,16 +218,22 @@ class Trainer:
         img = torch.from_numpy(sample.image).permute(2, 0, 1)[None].float() / 127.5 - 1
         latent = m.vae.encode(img).float()
         h_tok, w_tok = latent.shape[2] // 2, latent.shape[3] // 2
-        tokens = encode_canvas_tokens(sample.canvases, m.vae.encode, self.config.data.token_rule,
-                                      self.adapter.config.type_index)
+        tokens = encode_canvas_tokens(
+            sample.canvases, m.vae.encode, self.config.data.token_rule, self.adapter.config.type_index
+        )
         txt, y = m.text(sample.caption)
         f32 = dict(device=device, dtype=torch.float32)
         return PreparedSample(
-            x0=pack_latent(latent).to(**f32), img_ids=image_token_ids(h_tok, w_tok, device=device)[None],
-            txt=txt.to(**f32), y=y.to(**f32), tokens=tokens, keep=torch.from_numpy(sample.keep).to(device),
+            x0=pack_latent(latent).to(**f32),
+            img_ids=image_token_ids(h_tok, w_tok, device=device)[None],
+            txt=txt.to(**f32),
+            y=y.to(**f32),
+            tokens=tokens,
+            keep=torch.from_numpy(sample.keep).to(device),
             embeddings=torch.from_numpy(sample.embeddings).to(**f32),
             reference=torch.from_numpy(sample.reference).to(**f32),
-            landmarks=torch.from_numpy(sample.landmarks).to(**f32), grid=(h_tok, w_tok),
+            landmarks=torch.from_numpy(sample.landmarks).to(**f32),
+            grid=(h_tok, w_tok),
         )
 
     def negatives_for(self, sample: TrainingSample) -> Tensor | None:
@@ -246,10 +284,17 @@ class Trainer:
         rc, acc = self.config.run, self.accelerator
         target = rc.steps if steps is None else steps
         if acc.is_main_process:
-            log.info("global batch = 1 per GPU x %d GPUs x %d accumulation = %d",
-                     acc.num_processes, self.micro_per_step, self.global_batch)
-            print(f"global batch = 1 per GPU x {acc.num_processes} GPUs x {self.micro_per_step} accumulation "
-                  f"= {self.global_batch}", flush=True)
+            log.info(
+                "global batch = 1 per GPU x %d GPUs x %d accumulation = %d",
+                acc.num_processes,
+                self.micro_per_step,
+                self.global_batch,
+            )
+            print(
+                f"global batch = 1 per GPU x {acc.num_processes} GPUs x {self.micro_per_step} accumulation "
+                f"= {self.global_batch}",
+                flush=True,
+            )
         history = []
         bar = tqdm(total=target, initial=self.step, disable=not acc.is_main_process, desc="train")
         while self.step < target:
@@ -295,7 +340,11 @@ class Trainer:
         acc.wait_for_everyone()
         if acc.is_main_process:
             self.last_checkpoint = save_checkpoint(
-                self.output / "checkpoints", self.step, self.adapter, self.optimizer, self.scheduler,
+                self.output / "checkpoints",
+                self.step,
+                self.adapter,
+                self.optimizer,
+                self.scheduler,
                 {"data_position": self.position(self.step, 0), "config": self.config.to_dict()},
                 keep=self.config.run.keep_checkpoints,
             )
@@ -325,5 +374,3 @@ class Trainer:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
-
-

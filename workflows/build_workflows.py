@@ -26,37 +26,58 @@ SEED_CONTROL = "fixed"
 #: ComfyUI core nodes the workflows use (v0.3.64): inputs as (name, type, choices or None, optional),
 #: in INPUT_TYPES order; ``choices`` None = a model-file list that depends on the install.
 CORE_NODES = {
-    "UNETLoader": {"inputs": [("unet_name", "COMBO", None, False),
-                              ("weight_dtype", "COMBO", ["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"],
-                               False)],
-                   "outputs": [("MODEL", "MODEL")]},
-    "DualCLIPLoader": {"inputs": [("clip_name1", "COMBO", None, False), ("clip_name2", "COMBO", None, False),
-                                  ("type", "COMBO", ["sdxl", "sd3", "flux", "hunyuan_video", "hidream",
-                                                     "hunyuan_image"], False),
-                                  ("device", "COMBO", ["default", "cpu"], True)],
-                       "outputs": [("CLIP", "CLIP")]},
+    "UNETLoader": {
+        "inputs": [
+            ("unet_name", "COMBO", None, False),
+            ("weight_dtype", "COMBO", ["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"], False),
+        ],
+        "outputs": [("MODEL", "MODEL")],
+    },
+    "DualCLIPLoader": {
+        "inputs": [
+            ("clip_name1", "COMBO", None, False),
+            ("clip_name2", "COMBO", None, False),
+            ("type", "COMBO", ["sdxl", "sd3", "flux", "hunyuan_video", "hidream", "hunyuan_image"], False),
+            ("device", "COMBO", ["default", "cpu"], True),
+        ],
+        "outputs": [("CLIP", "CLIP")],
+    },
     "VAELoader": {"inputs": [("vae_name", "COMBO", None, False)], "outputs": [("VAE", "VAE")]},
-    "CLIPTextEncode": {"inputs": [("text", "STRING", None, False), ("clip", "CLIP", None, False)],
-                       "outputs": [("CONDITIONING", "CONDITIONING")]},
-    "FluxGuidance": {"inputs": [("conditioning", "CONDITIONING", None, False), ("guidance", "FLOAT", None, False)],
-                     "outputs": [("CONDITIONING", "CONDITIONING")]},
-    "EmptySD3LatentImage": {"inputs": [("width", "INT", None, False), ("height", "INT", None, False),
-                                       ("batch_size", "INT", None, False)],
-                            "outputs": [("LATENT", "LATENT")]},
-    "VAEDecode": {"inputs": [("samples", "LATENT", None, False), ("vae", "VAE", None, False)],
-                  "outputs": [("IMAGE", "IMAGE")]},
-    "SaveImage": {"inputs": [("images", "IMAGE", None, False), ("filename_prefix", "STRING", None, False)],
-                  "outputs": []},
+    "CLIPTextEncode": {
+        "inputs": [("text", "STRING", None, False), ("clip", "CLIP", None, False)],
+        "outputs": [("CONDITIONING", "CONDITIONING")],
+    },
+    "FluxGuidance": {
+        "inputs": [("conditioning", "CONDITIONING", None, False), ("guidance", "FLOAT", None, False)],
+        "outputs": [("CONDITIONING", "CONDITIONING")],
+    },
+    "EmptySD3LatentImage": {
+        "inputs": [("width", "INT", None, False), ("height", "INT", None, False), ("batch_size", "INT", None, False)],
+        "outputs": [("LATENT", "LATENT")],
+    },
+    "VAEDecode": {
+        "inputs": [("samples", "LATENT", None, False), ("vae", "VAE", None, False)],
+        "outputs": [("IMAGE", "IMAGE")],
+    },
+    "SaveImage": {
+        "inputs": [("images", "IMAGE", None, False), ("filename_prefix", "STRING", None, False)],
+        "outputs": [],
+    },
 }
 
 PEOPLE = {  # file stem -> (face boxes as fractions of the 1024x1024 output, prompt)
-    "anyphoto_1_person": ([[0.38, 0.18, 0.62, 0.42]],
-                          "a portrait photo of a person smiling in a sunny park, natural light, 35mm"),
-    "anyphoto_2_people": ([[0.17, 0.22, 0.39, 0.44], [0.61, 0.22, 0.83, 0.44]],
-                          "two friends standing side by side on a mountain trail at golden hour, photo"),
-    "anyphoto_4_people": ([[0.04, 0.3, 0.2, 0.46], [0.29, 0.26, 0.45, 0.42], [0.54, 0.26, 0.7, 0.42],
-                           [0.79, 0.3, 0.95, 0.46]],
-                          "four colleagues posing together in a bright modern office, group photo"),
+    "anyphoto_1_person": (
+        [[0.38, 0.18, 0.62, 0.42]],
+        "a portrait photo of a person smiling in a sunny park, natural light, 35mm",
+    ),
+    "anyphoto_2_people": (
+        [[0.17, 0.22, 0.39, 0.44], [0.61, 0.22, 0.83, 0.44]],
+        "two friends standing side by side on a mountain trail at golden hour, photo",
+    ),
+    "anyphoto_4_people": (
+        [[0.04, 0.3, 0.2, 0.46], [0.29, 0.26, 0.45, 0.42], [0.54, 0.26, 0.7, 0.42], [0.79, 0.3, 0.95, 0.46]],
+        "four colleagues posing together in a bright modern office, group photo",
+    ),
 }
 
 
@@ -88,8 +109,16 @@ def pack_node_spec(cls) -> NodeSpec:
         for name, entry in decl.get(section, {}).items():
             kind, options = entry[0], (entry[1] if len(entry) > 1 else {})
             is_combo = isinstance(kind, (list, tuple))
-            inputs.append(InputSpec(name, "COMBO" if is_combo else kind, list(kind) if is_combo else None,
-                                    section == "optional", bool(options.get("control_after_generate")), options))
+            inputs.append(
+                InputSpec(
+                    name,
+                    "COMBO" if is_combo else kind,
+                    list(kind) if is_combo else None,
+                    section == "optional",
+                    bool(options.get("control_after_generate")),
+                    options,
+                )
+            )
     names = getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES
     return NodeSpec(tuple(inputs), tuple(zip(names, cls.RETURN_TYPES, strict=True)))
 
@@ -132,30 +161,68 @@ def anyphoto_graph(boxes: list, prompt: str) -> list[GraphNode]:
     placements = json.dumps({"version": 1, "units": "fraction", "people": [{"box": b} for b in boxes]})
     return [
         GraphNode(1, "UNETLoader", (0, 0), {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}),
-        GraphNode(2, "DualCLIPLoader", (0, 200), {"clip_name1": "clip_l.safetensors",
-                                                   "clip_name2": "t5xxl_fp16.safetensors", "type": "flux",
-                                                   "device": "default"}),
+        GraphNode(
+            2,
+            "DualCLIPLoader",
+            (0, 200),
+            {
+                "clip_name1": "clip_l.safetensors",
+                "clip_name2": "t5xxl_fp16.safetensors",
+                "type": "flux",
+                "device": "default",
+            },
+        ),
         GraphNode(3, "VAELoader", (0, 400), {"vae_name": "ae.safetensors"}),
         GraphNode(4, "CLIPTextEncode", (380, 0), {"text": prompt}, {"clip": (2, 0)}, "Positive prompt"),
         GraphNode(5, "FluxGuidance", (760, 0), {"guidance": 3.5}, {"conditioning": (4, 0)}),
         GraphNode(6, "CLIPTextEncode", (380, 200), {"text": ""}, {"clip": (2, 0)}, "Negative prompt (unused at cfg 1)"),
         GraphNode(7, "AnyPhotoFaceAnalysisLoader", (0, 600), {"model_pack": "antelopev2", "provider": "auto"}),
         GraphNode(8, "AnyPhotoAdapterLoader", (0, 800), {"adapter_name": "anyphoto_flux1_dev.safetensors"}),
-        GraphNode(9, "AnyPhotoLoadFaceRefs", (380, 400), {"choice_rule": "largest", "face_index": 0,
-                                                          "on_no_face": "error", "photos": photos},
-                  {"face_analysis": (7, 0)}),
+        GraphNode(
+            9,
+            "AnyPhotoLoadFaceRefs",
+            (380, 400),
+            {"choice_rule": "largest", "face_index": 0, "on_no_face": "error", "photos": photos},
+            {"face_analysis": (7, 0)},
+        ),
         GraphNode(10, "AnyPhotoArcFaceEmbed", (760, 200), {}, {"face_refs": (9, 0)}),
-        GraphNode(11, "AnyPhotoBuildLocationCanvas", (760, 400), {"width": 1024, "height": 1024,
-                                                                  "placements": placements},
-                  {"face_refs": (9, 0)}),
-        GraphNode(12, "AnyPhotoApply", (1140, 0), {"identity_weight": 1.0, "person_weights": "",
-                                                     "lora_strength": 1.0, "start_percent": 0.0, "end_percent": 1.0},
-                  {"model": (1, 0), "adapter": (8, 0), "vae": (3, 0), "canvas": (11, 0), "embeds": (10, 0)}),
+        GraphNode(
+            11,
+            "AnyPhotoBuildLocationCanvas",
+            (760, 400),
+            {"width": 1024, "height": 1024, "placements": placements},
+            {"face_refs": (9, 0)},
+        ),
+        GraphNode(
+            12,
+            "AnyPhotoApply",
+            (1140, 0),
+            {
+                "identity_weight": 1.0,
+                "person_weights": "",
+                "lora_strength": 1.0,
+                "start_percent": 0.0,
+                "end_percent": 1.0,
+            },
+            {"model": (1, 0), "adapter": (8, 0), "vae": (3, 0), "canvas": (11, 0), "embeds": (10, 0)},
+        ),
         GraphNode(13, "EmptySD3LatentImage", (1140, 320), {"width": 1024, "height": 1024, "batch_size": 1}),
-        GraphNode(14, "AnyPhotoIdentityIsolatedSampler", (1520, 0),
-                  {"seed": 42, "steps": 28, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple",
-                   "denoise": 1.0, "identity_guidance": 1.0, "isolation": True},
-                  {"model": (12, 0), "positive": (5, 0), "negative": (6, 0), "latent_image": (13, 0)}),
+        GraphNode(
+            14,
+            "AnyPhotoIdentityIsolatedSampler",
+            (1520, 0),
+            {
+                "seed": 42,
+                "steps": 28,
+                "cfg": 1.0,
+                "sampler_name": "euler",
+                "scheduler": "simple",
+                "denoise": 1.0,
+                "identity_guidance": 1.0,
+                "isolation": True,
+            },
+            {"model": (12, 0), "positive": (5, 0), "negative": (6, 0), "latent_image": (13, 0)},
+        ),
         GraphNode(15, "VAEDecode", (1520, 380), {}, {"samples": (14, 0), "vae": (3, 0)}),
         GraphNode(16, "SaveImage", (1520, 560), {"filename_prefix": f"AnyPhoto_{n}p"}, {"images": (15, 0)}),
     ]
@@ -172,8 +239,11 @@ def to_api(graph: list[GraphNode], pack_nodes: dict) -> dict:
                 inputs[spec.name] = [str(src), slot]
             elif spec.is_widget and spec.name in node.widgets:
                 inputs[spec.name] = node.widgets[spec.name]
-        out[str(node.id)] = {"class_type": node.class_type, "inputs": inputs,
-                             "_meta": {"title": node.title or node.class_type}}
+        out[str(node.id)] = {
+            "class_type": node.class_type,
+            "inputs": inputs,
+            "_meta": {"title": node.title or node.class_type},
+        }
     return out
 
 
@@ -207,18 +277,37 @@ def to_ui(graph: list[GraphNode], pack_nodes: dict) -> dict:
                 out_links.setdefault((src, slot), []).append(link_id)
             inputs.append({"name": inp.name, "type": inp.type, "link": link_id})
         size = list(NODE_SIZES.get(node.class_type, (340, 130)))
-        entry = {"id": node.id, "type": node.class_type, "pos": list(node.pos), "size": size,
-                 "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": [],
-                 "properties": {"Node name for S&R": node.class_type},
-                 "widgets_values": widgets_values(node, spec)}
+        entry = {
+            "id": node.id,
+            "type": node.class_type,
+            "pos": list(node.pos),
+            "size": size,
+            "flags": {},
+            "order": order,
+            "mode": 0,
+            "inputs": inputs,
+            "outputs": [],
+            "properties": {"Node name for S&R": node.class_type},
+            "widgets_values": widgets_values(node, spec),
+        }
         if node.title:
             entry["title"] = node.title
         nodes.append(entry)
     for node, entry in zip(graph, nodes, strict=True):
-        entry["outputs"] = [{"name": name, "type": kind, "links": out_links.get((node.id, slot), []),
-                             "slot_index": slot} for slot, (name, kind) in enumerate(specs[node.id].outputs)]
-    return {"last_node_id": max(n.id for n in graph), "last_link_id": len(links), "nodes": nodes, "links": links,
-            "groups": [], "config": {}, "extra": {}, "version": 0.4}
+        entry["outputs"] = [
+            {"name": name, "type": kind, "links": out_links.get((node.id, slot), []), "slot_index": slot}
+            for slot, (name, kind) in enumerate(specs[node.id].outputs)
+        ]
+    return {
+        "last_node_id": max(n.id for n in graph),
+        "last_link_id": len(links),
+        "nodes": nodes,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {},
+        "version": 0.4,
+    }
 
 
 def build_all(pack_nodes: dict) -> dict[str, tuple[dict, dict]]:

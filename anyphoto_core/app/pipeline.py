@@ -26,13 +26,13 @@ from ..canvas import FacePatch, LocationCanvas
 from ..conditioning import build_canvases, encode_canvas_tokens, identity_batch
 from ..faces import Identity
 from ..flux import Flux, IdentityBatch, load_flux
+from ..placements import Placement
+from ..sampling import euler_sample, flux_schedule
+from ..tokens import PIXELS_PER_TOKEN, image_token_ids, pack_latent, unpack_tokens
 from .models import ModelFiles, TextEncoders, load_clip_text_model, load_flux_vae, load_t5_encoder
 from .models.text_encoders import find_tokenizer_dirs, load_tokenizer
 from .models.tiny import TINY_CLIP_CONFIG, TINY_MAX_LENGTH, TINY_T5_CONFIG, TINY_VAE_CONFIG, ensure_tiny_models
 from .models.vae import FluxVAE
-from ..placements import Placement
-from ..sampling import euler_sample, flux_schedule
-from ..tokens import PIXELS_PER_TOKEN, image_token_ids, pack_latent, unpack_tokens
 
 ProgressFn = Callable[[int, int], None]
 

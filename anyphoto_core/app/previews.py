@@ -15,8 +15,16 @@ from ..canvas import LocationCanvas
 
 #: One colour per person, the location editor's palette (docs/location_editor.md): 1 red, 2 green...
 PERSON_COLORS = (
-    (230, 60, 60), (60, 180, 75), (60, 110, 230), (245, 130, 48), (145, 30, 180),
-    (70, 200, 220), (220, 50, 200), (150, 220, 60), (250, 160, 190), (230, 210, 40),
+    (230, 60, 60),
+    (60, 180, 75),
+    (60, 110, 230),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 200, 220),
+    (220, 50, 200),
+    (150, 220, 60),
+    (250, 160, 190),
+    (230, 210, 40),
 )
 
 
@@ -39,8 +47,9 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(np.asarray(image, dtype=np.uint8)).resize((size, size), Image.Resampling.BICUBIC))
 
 
-def face_strip(crops: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], persons: Sequence[int],
-               size: int = 256) -> np.ndarray:
+def face_strip(
+    crops: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], persons: Sequence[int], size: int = 256
+) -> np.ndarray:
     """Aligned crops side by side, ``size`` px each, landmarks drawn in each person's colour.
 
     ``crops[i]`` ``(S, S, 3)`` uint8 with ``landmarks[i]`` in crop pixels; ``persons[i]`` is the
@@ -51,10 +60,11 @@ def face_strip(crops: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], per
     tiles = []
     for crop, lmk, person in zip(crops, landmarks, persons, strict=True):
         scale = size / crop.shape[1]
-        tile = draw_landmarks(resize_square(crop, size), np.asarray(lmk) * scale, person_color(person),
-                              radius=max(2, size // 96))
+        tile = draw_landmarks(
+            resize_square(crop, size), np.asarray(lmk) * scale, person_color(person), radius=max(2, size // 96)
+        )
         tile = tile.copy()
-        tile[-max(4, size // 32):] = person_color(person)
+        tile[-max(4, size // 32) :] = person_color(person)
         tiles.append(tile)
     return np.concatenate(tiles, axis=1)
 
@@ -86,7 +96,7 @@ def side_by_side(references: Sequence[np.ndarray], canvas: np.ndarray, result: n
         side = max(1, height // len(references))
         column = np.full((height, side, 3), 255, np.uint8)
         for k, ref in enumerate(references):
-            column[k * side:(k + 1) * side] = resize_square(ref, side)
+            column[k * side : (k + 1) * side] = resize_square(ref, side)
         panels.append(column)
     canvas_img = np.asarray(Image.fromarray(np.asarray(canvas, np.uint8)).resize((width, height)))
     return np.concatenate(panels + [canvas_img, np.asarray(result, np.uint8)], axis=1)

@@ -79,7 +79,7 @@ def pad_reference(image: np.ndarray, ratio: float = REF_PAD_RATIO) -> tuple[np.n
     side = int(max(h, w) * ratio)
     ox, oy = (side - w) // 2, (side - h) // 2
     out = np.zeros((side, side, 3), dtype=np.uint8)
-    out[oy:oy + h, ox:ox + w] = image
+    out[oy : oy + h, ox : ox + w] = image
     return out, (ox, oy)
 
 
@@ -138,8 +138,8 @@ def evaluate_case(
         result.notes.append(f"generated image not found (looked for {case.id}.png/.jpg/.jpeg/.webp, {case.id}/out.jpg)")
         if refs_ok and case.boxes is not None:  # strict placement: every identity is missing
             result.placement = metrics.placement_accuracy(
-                case.boxes, ref_embs, np.zeros((0, 4)), np.zeros((0, ref_embs.shape[1])),
-                match_threshold, iou_threshold)
+                case.boxes, ref_embs, np.zeros((0, 4)), np.zeros((0, ref_embs.shape[1])), match_threshold, iou_threshold
+            )
         return result
     result.generated_path = gen_path
     gen = load_rgb(gen_path, f"case {case.id}: generated image")
@@ -159,20 +159,24 @@ def evaluate_case(
             scores = metrics.copy_paste_scores(gen_embs, gt_embs, ref_embs)
             result.copy_paste = None if scores is None else float(np.mean(scores))
             if scores is None and result.gen_faces and result.gt_faces:
-                result.notes.append(f"CP skipped: face counts differ (generated {len(result.gen_faces)}, "
-                                    f"GT {len(result.gt_faces)}, references {len(refs)})")
+                result.notes.append(
+                    f"CP skipped: face counts differ (generated {len(result.gen_faces)}, "
+                    f"GT {len(result.gt_faces)}, references {len(refs)})"
+                )
     if refs_ok:
         result.sim_ref = metrics.sim_ref(gen_embs, ref_embs)
         result.non_matched_ref = metrics.non_matched(gen_embs, ref_embs)
 
     result.targets = target_boxes(case, gen_path, result.gen_size, result.gt_size)
     if result.targets is None:
-        result.notes.append("no target boxes (no 'bboxes', no GT box file, no placements sidecar): "
-                            "placement not scored")
+        result.notes.append(
+            "no target boxes (no 'bboxes', no GT box file, no placements sidecar): placement not scored"
+        )
     elif refs_ok:
         boxes = np.array([f.box for f in result.gen_faces]).reshape(-1, 4)
         result.placement = metrics.placement_accuracy(
-            result.targets, ref_embs, boxes, gen_embs, match_threshold, iou_threshold)
+            result.targets, ref_embs, boxes, gen_embs, match_threshold, iou_threshold
+        )
 
     if quality is not None:
         gen_img = Image.fromarray(gen)

@@ -51,8 +51,13 @@ def run_evaluation(
         log.info("[%d/%d] %s", i + 1, len(cases), case.id)
         results.append(evaluate_case(case, generated, analyzer, quality, match_threshold, iou_threshold))
     summary = summarize(results)
-    settings = {"bench": str(bench), "generated": str(generated), "limit": limit,
-                "match_threshold": match_threshold, "iou_threshold": iou_threshold}
+    settings = {
+        "bench": str(bench),
+        "generated": str(generated),
+        "limit": limit,
+        "match_threshold": match_threshold,
+        "iou_threshold": iou_threshold,
+    }
     write_csv(results, out_dir / "results.csv")
     write_json(results, summary, settings, quality.notes, out_dir / "results.json")
     write_html(results, summary, settings, quality.notes, out_dir)
@@ -67,11 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--models", help="models root: insightface/models/<pack>/, clip-vit-base-patch16/, ...")
     ap.add_argument("--limit", type=int, help="evaluate only the first N cases")
     ap.add_argument("--data-root", help="folder the bench's relative paths start from (default: the bench file's)")
-    ap.add_argument("--face-pack", default=BENCH_FACE_PACK,
-                    help=f"insightface pack (default {BENCH_FACE_PACK}, as the bench)")
+    ap.add_argument(
+        "--face-pack", default=BENCH_FACE_PACK, help=f"insightface pack (default {BENCH_FACE_PACK}, as the bench)"
+    )
     ap.add_argument("--det-thresh", type=float, default=BENCH_DET_THRESH, help="face detection threshold (bench: 0.45)")
-    ap.add_argument("--match-threshold", type=float, default=0.2,
-                    help="placement: min cosine(reference, face) for a face to count as that identity")
+    ap.add_argument(
+        "--match-threshold",
+        type=float,
+        default=0.2,
+        help="placement: min cosine(reference, face) for a face to count as that identity",
+    )
     ap.add_argument("--iou-threshold", type=float, default=0.3, help="placement: IoU that counts as in the box")
     ap.add_argument("--no-quality", action="store_true", help="skip CLIP-I/CLIP-T/Aes (reported as n/a)")
     return ap
@@ -84,23 +94,36 @@ def main(argv=None, analyzer: BenchFaceAnalyzer | None = None) -> int:
     try:
         if analyzer is None:
             if not args.models:
-                raise ValueError("--models is required to load the face models (<models>/insightface/models/"
-                                 f"{args.face_pack}/*.onnx)")
+                raise ValueError(
+                    "--models is required to load the face models (<models>/insightface/models/"
+                    f"{args.face_pack}/*.onnx)"
+                )
             analyzer = load_bench_analyzer(args.models, args.face_pack, args.det_thresh)
         quality = None if args.no_quality else load_quality_scorers(args.models)
-        summary = run_evaluation(args.bench, args.generated, args.out, analyzer, quality, args.limit,
-                                 args.data_root, args.match_threshold, args.iou_threshold)
+        summary = run_evaluation(
+            args.bench,
+            args.generated,
+            args.out,
+            analyzer,
+            quality,
+            args.limit,
+            args.data_root,
+            args.match_threshold,
+            args.iou_threshold,
+        )
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for note in (quality.notes if quality else []):
+    for note in quality.notes if quality else []:
         print(f"note: {note}")
     bench = summary["bench"]
     line = ", ".join(f"{k}={'n/a' if v is None else format(v['mean'], '.4f')}" for k, v in bench.items())
     print(f"{summary['bench_kept']}/{summary['cases']} cases kept by the bench rule: {line}")
     if summary["placement"]:
         p = summary["placement"]
-        print(f"placement: {p['in_box_rate']:.1%} of {p['identities']} identities in their box, "
-              f"mean IoU {p['mean_iou']:.3f}, missing {p['missing_rate']:.1%}")
+        print(
+            f"placement: {p['in_box_rate']:.1%} of {p['identities']} identities in their box, "
+            f"mean IoU {p['mean_iou']:.3f}, missing {p['missing_rate']:.1%}"
+        )
     print(f"report: {Path(args.out) / 'report.html'}")
     return 0

@@ -99,8 +99,15 @@ def load_bench(path, data_root=None) -> list[BenchCase]:
             raise ValueError(f"{who}: id {case_id!r} is used twice; give each case a unique 'id'")
         seen.add(case_id)
         prompt = entry.get("prompt", entry.get("caption_en", ""))
-        cases.append(BenchCase(case_id, str(prompt), gt_path, tuple(root / r for r in refs),
-                               _case_boxes(entry, gt_path, len(refs), who)))
+        cases.append(
+            BenchCase(
+                case_id,
+                str(prompt),
+                gt_path,
+                tuple(root / r for r in refs),
+                _case_boxes(entry, gt_path, len(refs), who),
+            )
+        )
     return cases
 
 
@@ -114,8 +121,9 @@ def find_generated(folder, case_id: str) -> Path | None:
     return None
 
 
-def target_boxes(case: BenchCase, generated_path: Path, gen_size: tuple[int, int],
-                 gt_size: tuple[int, int] | None) -> np.ndarray | None:
+def target_boxes(
+    case: BenchCase, generated_path: Path, gen_size: tuple[int, int], gt_size: tuple[int, int] | None
+) -> np.ndarray | None:
     """``(K, 4)`` target boxes in generated-image pixels, or ``None`` when the case has none.
 
     ``gen_size``/``gt_size`` are ``(width, height)``. A ``<id>.placements.json`` sidecar next to
@@ -125,8 +133,9 @@ def target_boxes(case: BenchCase, generated_path: Path, gen_size: tuple[int, int
     if sidecar.is_file():
         placements = parse_placements(sidecar.read_text(encoding="utf-8"), *gen_size)
         if len(placements) != len(case.ref_paths):
-            raise ValueError(f"{sidecar} has {len(placements)} placements but case {case.id} has "
-                             f"{len(case.ref_paths)} references")
+            raise ValueError(
+                f"{sidecar} has {len(placements)} placements but case {case.id} has {len(case.ref_paths)} references"
+            )
         return np.array([p.box for p in placements], dtype=np.float64)
     if case.boxes is None or gt_size is None:
         return None

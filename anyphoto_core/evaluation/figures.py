@@ -13,8 +13,16 @@ from PIL import Image, ImageDraw, ImageFont
 from .metrics import PlacementResult
 
 #: Distinct colours for identities 1..8 (then repeating); RGB.
-PALETTE = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48),
-           (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60))
+PALETTE = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+)
 STRANGER_COLOR = (160, 160, 160)
 
 
@@ -55,17 +63,21 @@ def _label(draw: ImageDraw.ImageDraw, xy, text: str, color, font) -> None:
 
 def _dashed_box(draw: ImageDraw.ImageDraw, box, color, width: int, dash: int = 8) -> None:
     x1, y1, x2, y2 = box
-    for (ax, ay, bx, by) in ((x1, y1, x2, y1), (x2, y1, x2, y2), (x2, y2, x1, y2), (x1, y2, x1, y1)):
+    for ax, ay, bx, by in ((x1, y1, x2, y1), (x2, y1, x2, y2), (x2, y2, x1, y2), (x1, y2, x1, y1)):
         length = float(np.hypot(bx - ax, by - ay))
         steps = max(1, int(length // dash))
         for i in range(0, steps, 2):
             t0, t1 = i / steps, min(1.0, (i + 1) / steps)
-            draw.line((ax + (bx - ax) * t0, ay + (by - ay) * t0, ax + (bx - ax) * t1, ay + (by - ay) * t1),
-                      fill=color, width=width)
+            draw.line(
+                (ax + (bx - ax) * t0, ay + (by - ay) * t0, ax + (bx - ax) * t1, ay + (by - ay) * t1),
+                fill=color,
+                width=width,
+            )
 
 
-def annotate_generation(image: Image.Image, targets, face_boxes, placement: PlacementResult | None,
-                        max_side: int = 512) -> Image.Image:
+def annotate_generation(
+    image: Image.Image, targets, face_boxes, placement: PlacementResult | None, max_side: int = 512
+) -> Image.Image:
     """Generated image with target boxes (dashed, ``T k``) and detected faces (solid).
 
     A face credited to identity k is drawn in k's colour and labelled ``k cos``; a duplicate of k
@@ -82,8 +94,13 @@ def annotate_generation(image: Image.Image, targets, face_boxes, placement: Plac
             draw.text((box[0] * s + 3, box[3] * s - font.size - 4), f"T{k + 1}", fill=identity_color(k), font=font)
     owner = {}
     if placement is not None:
-        owner.update({p.face: (p.identity, f"{p.identity + 1} {p.similarity:.2f}")
-                      for p in placement.identities if p.face is not None})
+        owner.update(
+            {
+                p.face: (p.identity, f"{p.identity + 1} {p.similarity:.2f}")
+                for p in placement.identities
+                if p.face is not None
+            }
+        )
         owner.update({j: (k, f"dup {k + 1}") for j, k in placement.duplicates})
     for j, box in enumerate(np.asarray(face_boxes, dtype=float).reshape(-1, 4)):
         k, text = owner.get(j, (None, "?"))
@@ -127,29 +144,37 @@ def histogram_svg(values, title: str, lo: float, hi: float, bins: int = 20, widt
     plot_w, plot_h = width - pad_l - 8, height - pad_b - pad_t
     top = max(1, int(counts.max()) if counts.size else 1)
     bar_w = plot_w / bins
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" class="hist">',
-             f'<text x="{width / 2}" y="15" text-anchor="middle" font-size="13" font-weight="bold">'
-             f'{html.escape(title)} (n={vals.size})</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" class="hist">',
+        f'<text x="{width / 2}" y="15" text-anchor="middle" font-size="13" font-weight="bold">'
+        f"{html.escape(title)} (n={vals.size})</text>",
+    ]
     for i, c in enumerate(counts):
         h = plot_h * c / top
-        parts.append(f'<rect x="{pad_l + i * bar_w + 1:.1f}" y="{pad_t + plot_h - h:.1f}" width="{bar_w - 2:.1f}" '
-                     f'height="{h:.1f}" fill="#3b7dd8"><title>[{edges[i]:.2f}, {edges[i + 1]:.2f}): {c}</title></rect>')
+        parts.append(
+            f'<rect x="{pad_l + i * bar_w + 1:.1f}" y="{pad_t + plot_h - h:.1f}" width="{bar_w - 2:.1f}" '
+            f'height="{h:.1f}" fill="#3b7dd8"><title>[{edges[i]:.2f}, {edges[i + 1]:.2f}): {c}</title></rect>'
+        )
     base = pad_t + plot_h
     parts.append(f'<line x1="{pad_l}" y1="{base}" x2="{pad_l + plot_w}" y2="{base}" stroke="#333"/>')
     parts.append(f'<line x1="{pad_l}" y1="{pad_t}" x2="{pad_l}" y2="{base}" stroke="#333"/>')
     for frac in (0.0, 0.5, 1.0):
         x = pad_l + plot_w * frac
-        parts.append(f'<text x="{x:.1f}" y="{base + 14}" text-anchor="middle" font-size="11">'
-                     f'{lo + (hi - lo) * frac:g}</text>')
+        parts.append(
+            f'<text x="{x:.1f}" y="{base + 14}" text-anchor="middle" font-size="11">{lo + (hi - lo) * frac:g}</text>'
+        )
     parts.append(f'<text x="{pad_l - 4}" y="{pad_t + 9}" text-anchor="end" font-size="11">{top}</text>')
     parts.append(f'<text x="{pad_l - 4}" y="{base}" text-anchor="end" font-size="11">0</text>')
     if vals.size:
         mean = float(vals.mean())
         mx = pad_l + plot_w * (mean - lo) / (hi - lo)
-        parts.append(f'<line x1="{mx:.1f}" y1="{pad_t}" x2="{mx:.1f}" y2="{base}" stroke="#d33" '
-                     'stroke-dasharray="4 3"/>')
+        parts.append(
+            f'<line x1="{mx:.1f}" y1="{pad_t}" x2="{mx:.1f}" y2="{base}" stroke="#d33" stroke-dasharray="4 3"/>'
+        )
         left = mx > pad_l + 0.7 * plot_w  # keep the label inside the plot
-        parts.append(f'<text x="{mx - 3 if left else mx + 3:.1f}" y="{pad_t + 10}" font-size="11" fill="#d33" '
-                     f'text-anchor="{"end" if left else "start"}">mean {mean:.3f}</text>')
+        parts.append(
+            f'<text x="{mx - 3 if left else mx + 3:.1f}" y="{pad_t + 10}" font-size="11" fill="#d33" '
+            f'text-anchor="{"end" if left else "start"}">mean {mean:.3f}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)

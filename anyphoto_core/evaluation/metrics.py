@@ -136,6 +136,7 @@ def copy_paste_score(gen, gt, ref, eps: float = 1e-6) -> float:
     vectors), so the zero rule only fires for identical GT and reference embeddings of huge norm;
     identical ones give 0 anyway (equal numerator terms). Reproduced as is.
     """
+
     def unit(x, what):
         v = _as_embeddings(x, what)
         if v.shape[0] != 1:
@@ -215,8 +216,16 @@ def robust_summary(values, k: float = 1.5) -> RobustSummary | None:
         return RobustSummary(med, float(q3 - q1), float(p5), float(p95), med, float(q1), float(q3), arr.size, 0, True)
     kq1, kq3 = np.percentile(kept, [25, 75])
     return RobustSummary(
-        float(np.mean(kept)), float(np.std(kept)), float(np.min(kept)), float(np.max(kept)),
-        float(np.median(kept)), float(kq1), float(kq3), int(arr.size), int(arr.size - kept.size), False,
+        float(np.mean(kept)),
+        float(np.std(kept)),
+        float(np.min(kept)),
+        float(np.max(kept)),
+        float(np.median(kept)),
+        float(kq1),
+        float(kq3),
+        int(arr.size),
+        int(arr.size - kept.size),
+        False,
     )
 
 
@@ -347,8 +356,10 @@ def placement_accuracy(
     if targets.shape[0] == 0:
         raise ValueError("placement accuracy needs at least one identity (target box + reference)")
     if refs.shape[0] != targets.shape[0]:
-        raise ValueError(f"{targets.shape[0]} target boxes but {refs.shape[0]} reference embeddings; "
-                         "give one box per reference, in the same order")
+        raise ValueError(
+            f"{targets.shape[0]} target boxes but {refs.shape[0]} reference embeddings; "
+            "give one box per reference, in the same order"
+        )
     boxes = np.asarray(face_boxes, dtype=np.float64).reshape(-1, 4)
     faces = _as_embeddings(face_embeddings, "generated face embeddings")
     if boxes.shape[0] != faces.shape[0]:
@@ -376,10 +387,17 @@ def placement_accuracy(
         if not in_box:
             others = [m for m in range(targets.shape[0]) if m != k and is_in_box(face_box, targets[m], iou_threshold)]
             other = others[0] if others else None
-        identities.append(IdentityPlacement(
-            k, j, float(sim[k, j]), box_iou(face_box, targets[k]), box_center_distance(face_box, targets[k]),
-            in_box, other,
-        ))
+        identities.append(
+            IdentityPlacement(
+                k,
+                j,
+                float(sim[k, j]),
+                box_iou(face_box, targets[k]),
+                box_center_distance(face_box, targets[k]),
+                in_box,
+                other,
+            )
+        )
 
     taken = set(credited.values())
     duplicates, strangers = [], []

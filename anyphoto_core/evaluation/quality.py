@@ -50,8 +50,10 @@ class ClipScorer:
             model = CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
             processor = CLIPProcessor.from_pretrained(folder, local_files_only=True)
         except (OSError, ValueError) as exc:
-            raise ValueError(f"the CLIP model in {folder} cannot be loaded ({exc}); it must be a complete "
-                             "openai/clip-vit-base-patch16 folder with model.safetensors") from exc
+            raise ValueError(
+                f"the CLIP model in {folder} cannot be loaded ({exc}); it must be a complete "
+                "openai/clip-vit-base-patch16 folder with model.safetensors"
+            ) from exc
         return cls(model, processor)
 
     def _image(self, image):
@@ -93,12 +95,14 @@ class AestheticScorer:
 
         try:
             model = AestheticPredictorV2_5Model.from_pretrained(
-                siglip_folder, local_files_only=True, use_safetensors=True)
+                siglip_folder, local_files_only=True, use_safetensors=True
+            )
             processor = AestheticPredictorV2_5Processor.from_pretrained(siglip_folder, local_files_only=True)
             model.layers.load_state_dict(load_file(str(head_file)))
         except (OSError, ValueError, RuntimeError) as exc:
             raise ValueError(
-                f"the aesthetic predictor ({siglip_folder} + {head_file}) cannot be loaded ({exc})") from exc
+                f"the aesthetic predictor ({siglip_folder} + {head_file}) cannot be loaded ({exc})"
+            ) from exc
         return cls(model, processor)
 
     def score(self, image) -> float:
@@ -139,22 +143,29 @@ def load_quality_scorers(models_root) -> QualityScorers:
     root = Path(models_root) if models_root is not None else None
     clip_dir = root / CLIP_DIR if root is not None else None
     if not _has_module("transformers"):
-        scorers.notes.append("CLIP-I/CLIP-T/Aes: n/a — the transformers package is not installed "
-                             "(pip install transformers)")
+        scorers.notes.append(
+            "CLIP-I/CLIP-T/Aes: n/a — the transformers package is not installed (pip install transformers)"
+        )
         return scorers
     if clip_dir is None or not (clip_dir / "config.json").is_file():
-        scorers.notes.append(f"CLIP-I/CLIP-T: n/a — no CLIP model: put openai/clip-vit-base-patch16 in "
-                             f"{clip_dir or '<--models>/' + CLIP_DIR}")
+        scorers.notes.append(
+            f"CLIP-I/CLIP-T: n/a — no CLIP model: put openai/clip-vit-base-patch16 in "
+            f"{clip_dir or '<--models>/' + CLIP_DIR}"
+        )
     else:
         scorers.clip = ClipScorer.from_local(clip_dir)
     siglip_dir = root / SIGLIP_DIR if root is not None else None
     head = root / AESTHETIC_HEAD if root is not None else None
     if not _has_module("aesthetic_predictor_v2_5"):
-        scorers.notes.append("Aes: n/a — the aesthetic-predictor-v2-5 package is not installed "
-                             "(pip install --no-deps aesthetic-predictor-v2-5)")
+        scorers.notes.append(
+            "Aes: n/a — the aesthetic-predictor-v2-5 package is not installed "
+            "(pip install --no-deps aesthetic-predictor-v2-5)"
+        )
     elif siglip_dir is None or not (siglip_dir / "config.json").is_file() or not head.is_file():
-        scorers.notes.append(f"Aes: n/a — put google/siglip-so400m-patch14-384 in <--models>/{SIGLIP_DIR} and the "
-                             f"predictor head as <--models>/{AESTHETIC_HEAD}")
+        scorers.notes.append(
+            f"Aes: n/a — put google/siglip-so400m-patch14-384 in <--models>/{SIGLIP_DIR} and the "
+            f"predictor head as <--models>/{AESTHETIC_HEAD}"
+        )
     else:
         scorers.aesthetic_model = AestheticScorer.from_local(siglip_dir, head)
     return scorers

@@ -21,9 +21,28 @@ from .summary import BENCH_METRICS
 
 NA = "n/a"
 CSV_COLUMNS = (
-    "id", "prompt", "generated", "references", "gt_faces", "generated_faces",
-    "sim_gt", "sim_ref", "copy_paste", "clip_i", "clip_t", "aesthetic", "non_matched_gt", "non_matched_ref",
-    "in_box", "mean_iou", "missing", "wrong_box", "duplicates", "strangers", "bench_kept", "notes",
+    "id",
+    "prompt",
+    "generated",
+    "references",
+    "gt_faces",
+    "generated_faces",
+    "sim_gt",
+    "sim_ref",
+    "copy_paste",
+    "clip_i",
+    "clip_t",
+    "aesthetic",
+    "non_matched_gt",
+    "non_matched_ref",
+    "in_box",
+    "mean_iou",
+    "missing",
+    "wrong_box",
+    "duplicates",
+    "strangers",
+    "bench_kept",
+    "notes",
 )
 
 
@@ -136,32 +155,44 @@ def _summary_html(summary: dict) -> str:
             rows.append(f"<tr><th>{title}</th><td class='na'>{NA}</td><td>0</td><td></td><td></td><td></td></tr>")
             continue
         how = "median (IQR rule removed >50%)" if s["fallback"] else f"{s['removed']} outliers removed"
-        rows.append(f"<tr><th>{title}</th><td><b>{s['mean']:.4f}</b></td><td>{s['count']}</td><td>{s['std']:.4f}</td>"
-                    f"<td>{s['median']:.4f}</td><td>{how}</td></tr>")
-    bench = ("<table class='summary'><tr><th>metric</th><th>value</th><th>n</th><th>std</th><th>median</th>"
-             "<th>aggregation</th></tr>" + "".join(rows) + "</table>")
+        rows.append(
+            f"<tr><th>{title}</th><td><b>{s['mean']:.4f}</b></td><td>{s['count']}</td><td>{s['std']:.4f}</td>"
+            f"<td>{s['median']:.4f}</td><td>{how}</td></tr>"
+        )
+    bench = (
+        "<table class='summary'><tr><th>metric</th><th>value</th><th>n</th><th>std</th><th>median</th>"
+        "<th>aggregation</th></tr>" + "".join(rows) + "</table>"
+    )
     p = summary["placement"]
     if p is None:
         place = f"<p class='na'>placement: {NA} (no case had target boxes and usable references)</p>"
     else:
-        items = [("identities in their box", f"{p['in_box_rate']:.1%}"),
-                 ("mean IoU (missing = 0)", f"{p['mean_iou']:.3f}"),
-                 ("missing identities", f"{p['missing_rate']:.1%}"),
-                 ("in another identity's box", f"{p['wrong_box_rate']:.1%}"),
-                 ("mean centre distance / box diagonal (present only)", _fmt(p["mean_center_distance"])),
-                 ("duplicated faces per image", f"{p['duplicates_per_image']:.2f}"),
-                 ("unmatched extra faces per image", f"{p['strangers_per_image']:.2f}"),
-                 ("cases fully correct", f"{p['perfect_case_rate']:.1%}")]
-        place = ("<table class='summary'><tr><th colspan=2>placement accuracy (strict; "
-                 f"{p['identities']} identities in {p['cases']} cases)</th></tr>"
-                 + "".join(f"<tr><th>{html.escape(a)}</th><td><b>{b}</b></td></tr>" for a, b in items) + "</table>")
+        items = [
+            ("identities in their box", f"{p['in_box_rate']:.1%}"),
+            ("mean IoU (missing = 0)", f"{p['mean_iou']:.3f}"),
+            ("missing identities", f"{p['missing_rate']:.1%}"),
+            ("in another identity's box", f"{p['wrong_box_rate']:.1%}"),
+            ("mean centre distance / box diagonal (present only)", _fmt(p["mean_center_distance"])),
+            ("duplicated faces per image", f"{p['duplicates_per_image']:.2f}"),
+            ("unmatched extra faces per image", f"{p['strangers_per_image']:.2f}"),
+            ("cases fully correct", f"{p['perfect_case_rate']:.1%}"),
+        ]
+        place = (
+            "<table class='summary'><tr><th colspan=2>placement accuracy (strict; "
+            f"{p['identities']} identities in {p['cases']} cases)</th></tr>"
+            + "".join(f"<tr><th>{html.escape(a)}</th><td><b>{b}</b></td></tr>" for a, b in items)
+            + "</table>"
+        )
     return bench + place
 
 
 def _case_html(r: CaseResult, links: dict) -> str:
     refs = "".join(f"<img src='{html.escape(src)}' alt='reference {k + 1}'>" for k, src in enumerate(links["refs"]))
-    gen = (f"<img class='gen' src='{html.escape(links['generated'])}' alt='generated'>" if "generated" in links
-           else "<div class='missing'>generated image not found</div>")
+    gen = (
+        f"<img class='gen' src='{html.escape(links['generated'])}' alt='generated'>"
+        if "generated" in links
+        else "<div class='missing'>generated image not found</div>"
+    )
     gt = f"<img class='gt' src='{html.escape(links['gt'])}' alt='GT'>" if "gt" in links else ""
     metrics_row = "".join(f"<td>{title}<br><b>{_fmt(getattr(r, key))}</b></td>" for key, title in BENCH_METRICS)
     ident = ""
@@ -169,22 +200,36 @@ def _case_html(r: CaseResult, links: dict) -> str:
         lines = []
         for q in r.placement.identities:
             color = identity_hex(q.identity)
-            verdict = ("missing" if q.missing else "in box" if q.in_box
-                       else f"in box {q.in_box_of + 1}" if q.in_box_of is not None else "outside")
+            verdict = (
+                "missing"
+                if q.missing
+                else "in box"
+                if q.in_box
+                else f"in box {q.in_box_of + 1}"
+                if q.in_box_of is not None
+                else "outside"
+            )
             cls = "ok" if q.in_box else "bad"
-            lines.append(f"<tr><td><span class='dot' style='background:{color}'></span>{q.identity + 1}</td>"
-                         f"<td>{_fmt(q.similarity)}</td><td>{q.iou:.2f}</td><td>{_fmt(q.center_distance, 2)}</td>"
-                         f"<td class='{cls}'>{verdict}</td></tr>")
+            lines.append(
+                f"<tr><td><span class='dot' style='background:{color}'></span>{q.identity + 1}</td>"
+                f"<td>{_fmt(q.similarity)}</td><td>{q.iou:.2f}</td><td>{_fmt(q.center_distance, 2)}</td>"
+                f"<td class='{cls}'>{verdict}</td></tr>"
+            )
         extra = f"duplicates: {len(r.placement.duplicates)}, extra faces: {len(r.placement.strangers)}"
-        ident = ("<table class='ident'><tr><th>id</th><th>cos</th><th>IoU</th><th>dist</th><th>placement</th></tr>"
-                 + "".join(lines) + f"</table><div class='small'>{extra}</div>")
+        ident = (
+            "<table class='ident'><tr><th>id</th><th>cos</th><th>IoU</th><th>dist</th><th>placement</th></tr>"
+            + "".join(lines)
+            + f"</table><div class='small'>{extra}</div>"
+        )
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in r.notes)
     kept = "" if r.bench_valid else " <span class='bad'>(dropped by the bench rule)</span>"
-    return (f"<section class='case'><h3>{html.escape(r.case.id)}{kept}</h3>"
-            f"<p class='prompt'>{html.escape(r.case.prompt)}</p>"
-            f"<div class='row'><div class='refs'>{refs}</div>{gen}{gt}<div class='side'>"
-            f"<table class='metrics'><tr>{metrics_row}</tr></table>{ident}<ul class='notes'>{notes}</ul>"
-            "</div></div></section>")
+    return (
+        f"<section class='case'><h3>{html.escape(r.case.id)}{kept}</h3>"
+        f"<p class='prompt'>{html.escape(r.case.prompt)}</p>"
+        f"<div class='row'><div class='refs'>{refs}</div>{gen}{gt}<div class='side'>"
+        f"<table class='metrics'><tr>{metrics_row}</tr></table>{ident}<ul class='notes'>{notes}</ul>"
+        "</div></div></section>"
+    )
 
 
 STYLE = """
@@ -214,21 +259,27 @@ def write_html(results: list[CaseResult], summary: dict, settings: dict, notes: 
         histogram_svg([r.sim_gt for r in results if r.bench_valid], "Sim(GT)", -0.2, 1.0),
         histogram_svg([r.sim_ref for r in results if r.bench_valid], "Sim(Ref)", -0.2, 1.0),
         histogram_svg([r.copy_paste for r in results if r.bench_valid], "CP", -1.0, 1.0),
-        histogram_svg([q.iou for r in results if r.placement for q in r.placement.identities],
-                      "placement IoU per identity", 0.0, 1.0),
+        histogram_svg(
+            [q.iou for r in results if r.placement for q in r.placement.identities],
+            "placement IoU per identity",
+            0.0,
+            1.0,
+        ),
     ]
     cases = "".join(_case_html(r, _case_images(r, files)) for r in results)
     run_notes = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     setting = ", ".join(f"{html.escape(str(k))}={html.escape(str(v))}" for k, v in settings.items())
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>AnyPhoto evaluation</title><style>{STYLE}</style>"
-            f"</head><body><h1>AnyPhoto evaluation</h1><p class='small'>{setting}</p>"
-            f"<p>{summary['cases']} cases, {summary['generated_found']} generated images found, "
-            f"{summary['bench_kept']} kept by the MultiID-Bench rule ({summary['bench_dropped']} dropped: a reference "
-            f"or the generated image had no face).</p><ul class='notes'>{run_notes}</ul>"
-            f"{_summary_html(summary)}<div class='hists'>{''.join(hists)}</div>"
-            f"<h2>Cases</h2><p class='small'>Dashed boxes Tk: target box of identity k. Solid boxes: detected faces, "
-            f"labelled with the identity credited and its cosine to the reference; 'dup k' = duplicate of k, "
-            f"'?' = matches no reference. Right: GT with its detected faces.</p>{cases}</body></html>")
+    page = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>AnyPhoto evaluation</title><style>{STYLE}</style>"
+        f"</head><body><h1>AnyPhoto evaluation</h1><p class='small'>{setting}</p>"
+        f"<p>{summary['cases']} cases, {summary['generated_found']} generated images found, "
+        f"{summary['bench_kept']} kept by the MultiID-Bench rule ({summary['bench_dropped']} dropped: a reference "
+        f"or the generated image had no face).</p><ul class='notes'>{run_notes}</ul>"
+        f"{_summary_html(summary)}<div class='hists'>{''.join(hists)}</div>"
+        f"<h2>Cases</h2><p class='small'>Dashed boxes Tk: target box of identity k. Solid boxes: detected faces, "
+        f"labelled with the identity credited and its cosine to the reference; 'dup k' = duplicate of k, "
+        f"'?' = matches no reference. Right: GT with its detected faces.</p>{cases}</body></html>"
+    )
     path = out_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     return path

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .metrics import PlacementResult, placement_accuracy
 from .analyzer import BenchFaceAnalyzer
 from .case_metrics import FaceRecord, analyze_faces
 from .figures import annotate_generation
+from .metrics import PlacementResult, placement_accuracy
 
 
 @dataclass(frozen=True)
@@ -33,14 +33,26 @@ def scale_boxes(boxes, from_size: tuple[int, int], to_size: tuple[int, int]) -> 
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * np.array([tw / fw, th / fh, tw / fw, th / fh])
 
 
-def evaluate_image(analyzer: BenchFaceAnalyzer, image: np.ndarray, target_boxes, ref_embeddings,
-                   match_threshold: float = 0.2, iou_threshold: float = 0.3) -> ImageEvaluation:
+def evaluate_image(
+    analyzer: BenchFaceAnalyzer,
+    image: np.ndarray,
+    target_boxes,
+    ref_embeddings,
+    match_threshold: float = 0.2,
+    iou_threshold: float = 0.3,
+) -> ImageEvaluation:
     """Faces of ``image`` ``(H, W, 3)`` uint8 against identity k's ``target_boxes[k]`` (pixels) and
     ``ref_embeddings[k]`` ``(D,)``. Raises ``ValueError`` when the counts differ."""
     faces = tuple(analyze_faces(analyzer, image))
     targets = np.asarray(target_boxes, dtype=np.float64).reshape(-1, 4)
-    result = placement_accuracy(targets, ref_embeddings, [f.box for f in faces], [f.embedding for f in faces],
-                                match_threshold=match_threshold, iou_threshold=iou_threshold)
+    result = placement_accuracy(
+        targets,
+        ref_embeddings,
+        [f.box for f in faces],
+        [f.embedding for f in faces],
+        match_threshold=match_threshold,
+        iou_threshold=iou_threshold,
+    )
     return ImageEvaluation(targets, faces, result)
 
 
@@ -48,9 +60,16 @@ def placement_json(p: PlacementResult) -> dict:
     """Per identity (1-based) similarity, IoU, centre distance, in_box, missing; duplicates and strangers."""
     return {
         "identities": [
-            {"identity": q.identity + 1, "face": q.face, "similarity": q.similarity, "iou": q.iou,
-             "center_distance": q.center_distance, "in_box": q.in_box, "missing": q.missing,
-             "in_box_of": None if q.in_box_of is None else q.in_box_of + 1}
+            {
+                "identity": q.identity + 1,
+                "face": q.face,
+                "similarity": q.similarity,
+                "iou": q.iou,
+                "center_distance": q.center_distance,
+                "in_box": q.in_box,
+                "missing": q.missing,
+                "in_box_of": None if q.in_box_of is None else q.in_box_of + 1,
+            }
             for q in p.identities
         ],
         "duplicates": [{"face": j, "identity": k + 1} for j, k in p.duplicates],
@@ -63,12 +82,19 @@ def evaluation_json(e: ImageEvaluation) -> dict:
     p = e.placement
     return {
         **placement_json(p),
-        "faces": [{"face": j, "box": [round(float(v), 2) for v in f.box], "score": round(f.score, 4)}
-                  for j, f in enumerate(e.faces)],
+        "faces": [
+            {"face": j, "box": [round(float(v), 2) for v in f.box], "score": round(f.score, 4)}
+            for j, f in enumerate(e.faces)
+        ],
         "target_boxes": [[round(float(v), 2) for v in b] for b in e.targets],
-        "n_identities": len(p.identities), "n_faces": len(e.faces), "n_missing": p.n_missing,
-        "n_duplicates": len(p.duplicates), "n_strangers": len(p.strangers), "n_in_box": p.n_in_box,
-        "mean_iou": p.mean_iou, "in_box_rate": p.in_box_rate,
+        "n_identities": len(p.identities),
+        "n_faces": len(e.faces),
+        "n_missing": p.n_missing,
+        "n_duplicates": len(p.duplicates),
+        "n_strangers": len(p.strangers),
+        "n_in_box": p.n_in_box,
+        "mean_iou": p.mean_iou,
+        "in_box_rate": p.in_box_rate,
     }
 
 

@@ -13,8 +13,8 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .metrics import robust_summary
 from .case_metrics import CaseResult
+from .metrics import robust_summary
 
 #: (CaseResult attribute, column title) of the bench metrics, in report order.
 BENCH_METRICS = (

@@ -10,6 +10,17 @@ from .fill import FILL_RULES, fill_workflow
 from .jobs import Job, Person, read_jobs_jsonl
 
 __all__ = [
-    "DEFAULT_SERVER", "ComfyClient", "run_workflow", "ExecutionFailed", "HeadlessError", "JobError",
-    "PromptRejected", "ServerUnavailable", "FILL_RULES", "fill_workflow", "Job", "Person", "read_jobs_jsonl",
+    "DEFAULT_SERVER",
+    "ComfyClient",
+    "run_workflow",
+    "ExecutionFailed",
+    "HeadlessError",
+    "JobError",
+    "PromptRejected",
+    "ServerUnavailable",
+    "FILL_RULES",
+    "fill_workflow",
+    "Job",
+    "Person",
+    "read_jobs_jsonl",
 ]

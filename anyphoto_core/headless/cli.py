@@ -26,18 +26,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m anyphoto_core.headless",
         description="Queue an API-format ComfyUI workflow with AnyPhoto inputs filled in; save the images.",
-        epilog="Exit codes: 0 ok, 1 job failed on the server, 2 bad input, 3 server unreachable. "
-               "See docs/headless.md.")
+        epilog="Exit codes: 0 ok, 1 job failed on the server, 2 bad input, 3 server unreachable. See docs/headless.md.",
+    )
     p.add_argument("workflow", type=Path, help="API-format workflow JSON (ComfyUI: Workflow > Export (API))")
-    p.add_argument("--server", default=os.environ.get("COMFYUI_URL", DEFAULT_SERVER),
-                   help=f"ComfyUI URL (default: $COMFYUI_URL or {DEFAULT_SERVER})")
-    p.add_argument("--out", type=Path, default=Path("anyphoto_out"),
-                   help="folder for the images (default: %(default)s)")
+    p.add_argument(
+        "--server",
+        default=os.environ.get("COMFYUI_URL", DEFAULT_SERVER),
+        help=f"ComfyUI URL (default: $COMFYUI_URL or {DEFAULT_SERVER})",
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path("anyphoto_out"), help="folder for the images (default: %(default)s)"
+    )
     p.add_argument("--jobs", type=Path, help="batch: JSONL file, one job object per line (see docs/headless.md)")
     job = p.add_argument_group("single job (options left out keep the workflow's values)")
     job.add_argument("--prompt", help="positive prompt text")
-    job.add_argument("--person", action="append", metavar="PHOTO[,PHOTO...]@X1,Y1,X2,Y2",
-                     help="one person: reference photo(s) and face box; repeat per person, in identity order")
+    job.add_argument(
+        "--person",
+        action="append",
+        metavar="PHOTO[,PHOTO...]@X1,Y1,X2,Y2",
+        help="one person: reference photo(s) and face box; repeat per person, in identity order",
+    )
     job.add_argument("--units", choices=("fraction", "px"), help="units of the boxes (default: inferred)")
     job.add_argument("--seed", type=int)
     job.add_argument("--steps", type=int)
@@ -99,8 +107,16 @@ def main(argv=None) -> int:
     for index, (job, prefix) in enumerate(jobs, 1):
         label = f"job {index}/{len(jobs)}" if len(jobs) > 1 else "job"
         try:
-            saved = run_workflow(workflow, job, args.out, client=client, prefix=prefix,
-                                 progress=not args.no_progress, timeout=args.timeout, include_temp=args.include_temp)
+            saved = run_workflow(
+                workflow,
+                job,
+                args.out,
+                client=client,
+                prefix=prefix,
+                progress=not args.no_progress,
+                timeout=args.timeout,
+                include_temp=args.include_temp,
+            )
         except HeadlessError as exc:
             print(f"error: {label} failed: {exc}", file=sys.stderr)
             worst = max(worst, exc.exit_code)
@@ -108,8 +124,7 @@ def main(argv=None) -> int:
                 break
             continue
         if not saved:
-            print(f"warning: {label} finished but its workflow saved no images (add a SaveImage node)",
-                  file=sys.stderr)
+            print(f"warning: {label} finished but its workflow saved no images (add a SaveImage node)", file=sys.stderr)
         for path in saved:
             print(path)
     return worst

@@ -45,11 +45,13 @@ class ComfyClient:
         try:
             return self.session.request(method, self.server + route, timeout=self.timeout, **kwargs)
         except requests.ConnectionError as exc:
-            raise ServerUnavailable(f"cannot reach ComfyUI at {self.server} ({exc.__class__.__name__}); "
-                                    f"is it running? (pass --server)") from None
+            raise ServerUnavailable(
+                f"cannot reach ComfyUI at {self.server} ({exc.__class__.__name__}); is it running? (pass --server)"
+            ) from None
         except requests.Timeout:
-            raise ServerUnavailable(f"ComfyUI at {self.server} did not answer {route} "
-                                    f"within {self.timeout:.0f} s") from None
+            raise ServerUnavailable(
+                f"ComfyUI at {self.server} did not answer {route} within {self.timeout:.0f} s"
+            ) from None
 
     def upload_image(self, path: Path | str, subfolder: str = UPLOAD_SUBFOLDER) -> str:
         """Upload a local image into the server's input folder; returns the name to use as an input value."""
@@ -58,8 +60,12 @@ class ComfyClient:
             data = path.read_bytes()
         except OSError as exc:
             raise JobError(f"cannot read photo {path}: {exc.strerror}") from None
-        resp = self._request("POST", "/upload/image", files={"image": (path.name, data)},
-                             data={"type": "input", "subfolder": subfolder, "overwrite": "false"})
+        resp = self._request(
+            "POST",
+            "/upload/image",
+            files={"image": (path.name, data)},
+            data={"type": "input", "subfolder": subfolder, "overwrite": "false"},
+        )
         if resp.status_code != 200:
             raise HeadlessError(f"uploading {path} failed: HTTP {resp.status_code} {resp.text[:300]}")
         info = resp.json()
@@ -78,8 +84,10 @@ class ComfyClient:
             error = body.get("error")
             message = error.get("message", "") if isinstance(error, dict) else str(error or resp.text[:300])
             details = error.get("details") if isinstance(error, dict) else ""
-            lines = [f"ComfyUI rejected the workflow (HTTP {resp.status_code}): {message}"
-                     + (f": {details}" if details else "")]
+            lines = [
+                f"ComfyUI rejected the workflow (HTTP {resp.status_code}): {message}"
+                + (f": {details}" if details else "")
+            ]
             raise PromptRejected("\n".join(lines + ([format_node_errors(node_errors)] if node_errors else [])))
         if node_errors:
             raise PromptRejected("ComfyUI reported errors in the workflow:\n" + format_node_errors(node_errors))
@@ -100,8 +108,9 @@ class ComfyClient:
                 raise ExecutionFailed(f"prompt {prompt_id} finished but has no /history entry after {wait:.0f} s")
             time.sleep(0.1)
 
-    def download_images(self, entry: dict, out_dir: Path | str, prefix: str = "",
-                        include_temp: bool = False) -> list[Path]:
+    def download_images(
+        self, entry: dict, out_dir: Path | str, prefix: str = "", include_temp: bool = False
+    ) -> list[Path]:
         """Save the images a history entry lists (``outputs[node]["images"]``) to ``out_dir``.
 
         Only ``type == "output"`` images (SaveImage) unless ``include_temp`` (PreviewImage). File name:
@@ -114,8 +123,11 @@ class ComfyClient:
             for image in node_output.get("images", []):
                 if image.get("type", "output") != "output" and not include_temp:
                     continue
-                params = {"filename": image["filename"], "subfolder": image.get("subfolder", ""),
-                          "type": image.get("type", "output")}
+                params = {
+                    "filename": image["filename"],
+                    "subfolder": image.get("subfolder", ""),
+                    "type": image.get("type", "output"),
+                }
                 resp = self._request("GET", "/view", params=params)
                 if resp.status_code != 200:
                     raise ExecutionFailed(f"downloading {image['filename']} failed: HTTP {resp.status_code}")
@@ -127,7 +139,7 @@ class ComfyClient:
     # -- websocket ----------------------------------------------------------------------------------
     def connect(self) -> websocket.WebSocket:
         """Open ``/ws?clientId=``; do it *before* queueing so no message of the prompt is missed."""
-        url = "ws" + self.server[len("http"):] + f"/ws?clientId={self.client_id}"
+        url = "ws" + self.server[len("http") :] + f"/ws?clientId={self.client_id}"
         try:
             return websocket.create_connection(url, timeout=self.timeout)
         except (OSError, websocket.WebSocketException) as exc:
@@ -163,20 +175,31 @@ class ComfyClient:
                         bar.reset(total=data.get("max"))
                     bar.update(data.get("value", 0) - bar.n)
                 elif kind == "execution_error":
-                    raise ExecutionFailed(f"node {data.get('node_id')} ({data.get('node_type')}) failed: "
-                                          f"{data.get('exception_type', 'error')}: {data.get('exception_message', '')}")
+                    raise ExecutionFailed(
+                        f"node {data.get('node_id')} ({data.get('node_type')}) failed: "
+                        f"{data.get('exception_type', 'error')}: {data.get('exception_message', '')}"
+                    )
                 elif kind == "execution_interrupted":
-                    raise ExecutionFailed(f"prompt {prompt_id} was interrupted at node {data.get('node_id')} "
-                                          f"({data.get('node_type')})")
-                elif kind == "execution_success" or (kind == "executing" and data.get("node") is None
-                                                     and "prompt_id" in data):  # older servers: queue idle
+                    raise ExecutionFailed(
+                        f"prompt {prompt_id} was interrupted at node {data.get('node_id')} ({data.get('node_type')})"
+                    )
+                elif kind == "execution_success" or (
+                    kind == "executing" and data.get("node") is None and "prompt_id" in data
+                ):  # older servers: queue idle
                     return
         finally:
             if bar is not None:
                 bar.close()
 
-    def run(self, workflow: dict, out_dir: Path | str, prefix: str = "", progress: bool = True,
-            timeout: float = 3600.0, include_temp: bool = False) -> list[Path]:
+    def run(
+        self,
+        workflow: dict,
+        out_dir: Path | str,
+        prefix: str = "",
+        progress: bool = True,
+        timeout: float = 3600.0,
+        include_temp: bool = False,
+    ) -> list[Path]:
         """Queue an already-filled API workflow, wait for it, save its images. Returns the saved paths."""
         ws = self.connect()
         try:
@@ -191,9 +214,18 @@ class ComfyClient:
         return self.download_images(entry, out_dir, prefix=prefix, include_temp=include_temp)
 
 
-def run_workflow(workflow: dict, job: Job | None = None, out_dir: Path | str = ".", *,
-                 server: str = DEFAULT_SERVER, client: ComfyClient | None = None, prefix: str | None = None,
-                 progress: bool = True, timeout: float = 3600.0, include_temp: bool = False) -> list[Path]:
+def run_workflow(
+    workflow: dict,
+    job: Job | None = None,
+    out_dir: Path | str = ".",
+    *,
+    server: str = DEFAULT_SERVER,
+    client: ComfyClient | None = None,
+    prefix: str | None = None,
+    progress: bool = True,
+    timeout: float = 3600.0,
+    include_temp: bool = False,
+) -> list[Path]:
     """Run one job: upload its photos, fill the API ``workflow`` (see fill.py), queue it, save the images.
 
     ``prefix`` of the saved names defaults to ``job.name + "_"``. Returns the saved paths. Raises a

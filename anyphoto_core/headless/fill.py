@@ -35,10 +35,18 @@ from .jobs import Job
 TEXT_ENCODERS = {"CLIPTextEncode": ("text",), "CLIPTextEncodeFlux": ("clip_l", "t5xxl")}
 FACE_REFS = {"AnyPhotoLoadFaceRefs": ("photos",)}
 CANVAS = {"AnyPhotoBuildLocationCanvas": ("placements",)}
-SAMPLER_SEED = {"AnyPhotoIdentityIsolatedSampler": ("seed",), "KSampler": ("seed",),
-                "KSamplerAdvanced": ("noise_seed",), "RandomNoise": ("noise_seed",)}
-SAMPLER_STEPS = {"AnyPhotoIdentityIsolatedSampler": ("steps",), "KSampler": ("steps",),
-                 "KSamplerAdvanced": ("steps",), "BasicScheduler": ("steps",)}
+SAMPLER_SEED = {
+    "AnyPhotoIdentityIsolatedSampler": ("seed",),
+    "KSampler": ("seed",),
+    "KSamplerAdvanced": ("noise_seed",),
+    "RandomNoise": ("noise_seed",),
+}
+SAMPLER_STEPS = {
+    "AnyPhotoIdentityIsolatedSampler": ("steps",),
+    "KSampler": ("steps",),
+    "KSamplerAdvanced": ("steps",),
+    "BasicScheduler": ("steps",),
+}
 SIZE_NODES = ("AnyPhotoBuildLocationCanvas", "EmptyLatentImage", "EmptySD3LatentImage", "ModelSamplingFlux")
 
 #: The plain rows of the table: job field → {class_type: input names}. prompt and people need more logic.
@@ -57,8 +65,11 @@ def validate_api_workflow(workflow) -> dict:
     if not isinstance(workflow, dict) or not workflow:
         raise JobError('an API workflow must be a non-empty JSON object {"<id>": {"class_type", "inputs"}}')
     for node_id, node in workflow.items():
-        if not isinstance(node, dict) or not isinstance(node.get("class_type"), str) \
-                or not isinstance(node.get("inputs", {}), dict):
+        if (
+            not isinstance(node, dict)
+            or not isinstance(node.get("class_type"), str)
+            or not isinstance(node.get("inputs", {}), dict)
+        ):
             raise JobError(f'workflow node {node_id!r} lacks "class_type"/"inputs"; is this an API-format workflow?')
     return workflow
 
@@ -83,8 +94,11 @@ def fill_workflow(workflow: dict, job: Job, photo_names: list[list[str]] | None 
             raise JobError("fill_workflow needs the uploaded photo names of every person (upload them first)")
         _fill_all(out, "people", FACE_REFS, json.dumps(photo_names))
         boxes = [list(p.box) for p in job.people]
-        placements = boxes if job.units is None else {"version": PLACEMENTS_VERSION, "units": job.units,
-                                                      "people": [{"box": b} for b in boxes]}
+        placements = (
+            boxes
+            if job.units is None
+            else {"version": PLACEMENTS_VERSION, "units": job.units, "people": [{"box": b} for b in boxes]}
+        )
         try:
             parse_placements(placements, 1, 1)  # validates the boxes; the size only scales fractions
         except ValueError as exc:
@@ -128,14 +142,21 @@ def _set(workflow: dict, node_id: str, name: str, value) -> None:
     inputs = workflow[node_id].setdefault("inputs", {})
     if _is_link(inputs.get(name)):
         src = inputs[name][0]
-        raise JobError(f"node {node_id} ({workflow[node_id]['class_type']}) input {name!r} is wired from node {src}; "
-                       f"make it a widget value in the workflow so the client can set it")
+        raise JobError(
+            f"node {node_id} ({workflow[node_id]['class_type']}) input {name!r} is wired from node {src}; "
+            f"make it a widget value in the workflow so the client can set it"
+        )
     inputs[name] = value
 
 
 def _is_link(value) -> bool:
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int)) \
-        and isinstance(value[1], int) and not isinstance(value[1], bool)
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], (str, int))
+        and isinstance(value[1], int)
+        and not isinstance(value[1], bool)
+    )
 
 
 def _ancestors(workflow: dict, node_id: str) -> set[str]:

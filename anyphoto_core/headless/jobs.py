@@ -62,8 +62,13 @@ class Job:
         people = obj.get("people") or []
         if not isinstance(people, list):
             raise JobError('"people" must be a list of {"photos": [...], "box": [x1, y1, x2, y2]}')
-        return cls(prompt=obj.get("prompt"), units=units, name=obj.get("name"),
-                   people=tuple(_person(p, i, Path(base_dir)) for i, p in enumerate(people)), **ints)
+        return cls(
+            prompt=obj.get("prompt"),
+            units=units,
+            name=obj.get("name"),
+            people=tuple(_person(p, i, Path(base_dir)) for i, p in enumerate(people)),
+            **ints,
+        )
 
 
 def read_jobs_jsonl(path: Path | str) -> list[Job]:
@@ -111,7 +116,10 @@ def _person(obj, index: int, base_dir: Path) -> Person:
         if not p.is_file():
             raise JobError(f"{who}: photo {p} does not exist")
     box = obj.get("box")
-    if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
+    if (
+        not isinstance(box, (list, tuple))
+        or len(box) != 4
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
+    ):
         raise JobError(f'{who}: "box" must be 4 numbers [x1, y1, x2, y2], got {box!r}')
     return Person(paths, tuple(float(v) for v in box))

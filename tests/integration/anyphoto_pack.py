@@ -16,8 +16,9 @@ def load_pack():
     if NAME in sys.modules:
         return sys.modules[NAME]
     folder = PACK_ROOT / "nodes"
-    spec = importlib.util.spec_from_file_location(NAME, folder / "__init__.py",
-                                                  submodule_search_locations=[str(folder)])
+    spec = importlib.util.spec_from_file_location(
+        NAME, folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[NAME] = module
     spec.loader.exec_module(module)

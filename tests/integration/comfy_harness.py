@@ -79,29 +79,52 @@ def empty_latent(width: int, height: int, batch: int = 1) -> torch.Tensor:
     return torch.zeros(batch, _tiny_flux_module().LATENT_CHANNELS, height // 8, width // 8)
 
 
-def sample(patcher, positive, negative, latent: torch.Tensor, steps: int = 4, cfg: float = 1.0, seed: int = 0,
-           sampler_name: str = "euler", scheduler: str = "simple") -> torch.Tensor:
+def sample(
+    patcher,
+    positive,
+    negative,
+    latent: torch.Tensor,
+    steps: int = 4,
+    cfg: float = 1.0,
+    seed: int = 0,
+    sampler_name: str = "euler",
+    scheduler: str = "simple",
+) -> torch.Tensor:
     """Sample like KSampler does: seeded noise, then ``comfy.sample.sample``. Returns the latent ``[B, 16, h, w]``."""
     import_comfy()
     import comfy.sample
 
     noise = comfy.sample.prepare_noise(latent, seed)
-    return comfy.sample.sample(patcher, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent,
-                               seed=seed, disable_pbar=True)
+    return comfy.sample.sample(
+        patcher, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent, seed=seed, disable_pbar=True
+    )
 
 
 def tiny_api_workflow(width=128, height=96, seed=5, steps=2, prefix="harness"):
     """API-format graph: tiny FLUX + random conditioning + EmptyLatentImage + KSampler → SaveImage."""
     return {
-        "1": {"class_type": "AnyPhotoTestTinyFluxLoader",
-              "inputs": {"seed": 1, "hidden_size": 128, "num_heads": 2, "depth": 2, "depth_single_blocks": 2}},
+        "1": {
+            "class_type": "AnyPhotoTestTinyFluxLoader",
+            "inputs": {"seed": 1, "hidden_size": 128, "num_heads": 2, "depth": 2, "depth_single_blocks": 2},
+        },
         "2": {"class_type": "AnyPhotoTestRandomConditioning", "inputs": {"model": ["1", 0], "seed": 2, "tokens": 16}},
         "3": {"class_type": "AnyPhotoTestRandomConditioning", "inputs": {"model": ["1", 0], "seed": 3, "tokens": 16}},
         "4": {"class_type": "EmptyLatentImage", "inputs": {"width": width, "height": height, "batch_size": 1}},
-        "5": {"class_type": "KSampler",
-              "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0],
-                         "seed": seed, "steps": steps, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple",
-                         "denoise": 1.0}},
+        "5": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["1", 0],
+                "positive": ["2", 0],
+                "negative": ["3", 0],
+                "latent_image": ["4", 0],
+                "seed": seed,
+                "steps": steps,
+                "cfg": 1.0,
+                "sampler_name": "euler",
+                "scheduler": "simple",
+                "denoise": 1.0,
+            },
+        },
         "6": {"class_type": "AnyPhotoTestLatentToImage", "inputs": {"samples": ["5", 0]}},
         "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": prefix}},
     }
@@ -140,8 +163,7 @@ class ComfyServer:
 
 
 @contextlib.contextmanager
-def start_server(base_dir, custom_nodes=(), port: int | None = None, ready_timeout: float = 120.0,
-                 extra_args=()):
+def start_server(base_dir, custom_nodes=(), port: int | None = None, ready_timeout: float = 120.0, extra_args=()):
     """Run ``main.py --cpu`` on ``base_dir`` with ``custom_nodes`` folders symlinked into its custom_nodes.
 
     Yields a :class:`ComfyServer` once ``GET /system_stats`` answers 200. The process is terminated on exit
@@ -158,12 +180,24 @@ def start_server(base_dir, custom_nodes=(), port: int | None = None, ready_timeo
             link.symlink_to(folder, target_is_directory=True)
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-           "--disable-auto-launch", "--base-directory", str(base), *extra_args]
+    cmd = [
+        sys.executable,
+        "main.py",
+        "--cpu",
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--disable-auto-launch",
+        "--base-directory",
+        str(base),
+        *extra_args,
+    ]
     log_path = base / "comfyui.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(cmd, cwd=comfyui_path(), stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            cmd, cwd=comfyui_path(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     server = ComfyServer(url, base, log_path, process)
     try:
         _wait_ready(server, ready_timeout)
@@ -181,8 +215,9 @@ def _wait_ready(server: ComfyServer, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise RuntimeError(f"ComfyUI exited with code {server.process.returncode} during startup:\n"
-                               f"{server.log_tail()}")
+            raise RuntimeError(
+                f"ComfyUI exited with code {server.process.returncode} during startup:\n{server.log_tail()}"
+            )
         try:
             with urllib.request.urlopen(server.url + "/system_stats", timeout=2) as resp:
                 if resp.status == 200:

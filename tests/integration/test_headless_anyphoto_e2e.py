@@ -24,8 +24,12 @@ def anyphoto_server(tmp_path_factory):
     base = tmp_path_factory.mktemp("anyphoto_base")
     build_face_pack(base / "models" / "insightface")  # -> models/insightface/models/antelopev2/*.onnx
     (base / "models" / "anyphoto").mkdir(parents=True)
-    params = FluxParams(hidden_size=TINY["hidden_size"], num_heads=TINY["num_heads"], depth=TINY["depth"],
-                        depth_single_blocks=TINY["depth_single_blocks"])
+    params = FluxParams(
+        hidden_size=TINY["hidden_size"],
+        num_heads=TINY["num_heads"],
+        depth=TINY["depth"],
+        depth_single_blocks=TINY["depth_single_blocks"],
+    )
     tiny_adapter(params).float().save(base / "models" / "anyphoto" / "tiny_adapter.safetensors")
     (base / "custom_nodes").mkdir()
     (base / "custom_nodes" / "anyphoto").symlink_to(PACK_ROOT, target_is_directory=True)
@@ -44,16 +48,27 @@ def tiny_workflow() -> dict:
     wf[vae] = {"class_type": "AnyPhotoTestTinyVAE", "inputs": {}}
     del wf[clip]
     for seed, node_id in enumerate(by_type.pop("CLIPTextEncode")):  # positive and negative
-        wf[node_id] = {"class_type": "AnyPhotoTestRandomConditioning",
-                       "inputs": {"model": [unet, 0], "seed": seed, "tokens": 8}}
+        wf[node_id] = {
+            "class_type": "AnyPhotoTestRandomConditioning",
+            "inputs": {"model": [unet, 0], "seed": seed, "tokens": 8},
+        }
     (adapter,), (faces,) = by_type["AnyPhotoAdapterLoader"], by_type["AnyPhotoFaceAnalysisLoader"]
     wf[adapter]["inputs"]["adapter_name"] = "tiny_adapter.safetensors"
     wf[faces]["inputs"]["provider"] = "CPU"
-    (decode,), (refs,), (canvas,) = (by_type[c] for c in ("VAEDecode", "AnyPhotoLoadFaceRefs",
-                                                           "AnyPhotoBuildLocationCanvas"))
-    wf["90"] = {"class_type": "AnyPhotoEvaluate",
-                "inputs": {"images": [decode, 0], "face_refs": [refs, 0], "canvas": [canvas, 0],
-                           "face_analysis": [faces, 0], "match_threshold": 0.2, "iou_threshold": 0.3}}
+    (decode,), (refs,), (canvas,) = (
+        by_type[c] for c in ("VAEDecode", "AnyPhotoLoadFaceRefs", "AnyPhotoBuildLocationCanvas")
+    )
+    wf["90"] = {
+        "class_type": "AnyPhotoEvaluate",
+        "inputs": {
+            "images": [decode, 0],
+            "face_refs": [refs, 0],
+            "canvas": [canvas, 0],
+            "face_analysis": [faces, 0],
+            "match_threshold": 0.2,
+            "iou_threshold": 0.3,
+        },
+    }
     wf["91"] = {"class_type": "PreviewImage", "inputs": {"images": ["90", 1]}}
     return wf
 
@@ -61,13 +76,16 @@ def tiny_workflow() -> dict:
 def test_headless_client_runs_anyphoto_workflow(anyphoto_server, tmp_path):
     photo = tmp_path / "scene.png"
     Image.fromarray(render_scene()).save(photo)
-    people = [{"photos": [str(photo)], "box": [0.1, 0.2, 0.4, 0.5]},
-              {"photos": [str(photo)], "box": [0.6, 0.2, 0.9, 0.5]}]
+    people = [
+        {"photos": [str(photo)], "box": [0.1, 0.2, 0.4, 0.5]},
+        {"photos": [str(photo)], "box": [0.6, 0.2, 0.9, 0.5]},
+    ]
     job = Job.from_dict({"people": people, "seed": 3, "steps": 2, "width": SIZE, "height": SIZE, "name": "e2e"})
     client = ComfyClient(anyphoto_server.url, timeout=60)
     try:
-        saved = run_workflow(tiny_workflow(), job, tmp_path / "out", client=client, progress=False, timeout=90,
-                             include_temp=True)
+        saved = run_workflow(
+            tiny_workflow(), job, tmp_path / "out", client=client, progress=False, timeout=90, include_temp=True
+        )
     except Exception:
         print(anyphoto_server.log_tail())
         raise
@@ -75,7 +93,7 @@ def test_headless_client_runs_anyphoto_workflow(anyphoto_server, tmp_path):
     assert uploaded == ["scene.png"]  # both people share one upload (same bytes)
     output, preview = sorted(saved, key=lambda p: "temp" in p.name)
     assert output.name.startswith("e2e_AnyPhoto_2p_")
-    assert output.read_bytes() == (anyphoto_server.output_dir / output.name[len("e2e_"):]).read_bytes()
+    assert output.read_bytes() == (anyphoto_server.output_dir / output.name[len("e2e_") :]).read_bytes()
     for path in (output, preview):
         with Image.open(path) as png:
             assert png.size == (SIZE, SIZE)

@@ -19,7 +19,7 @@ def test_client_runs_a_filled_workflow_on_the_real_server(comfy_server, tmp_path
     saved = run_workflow(comfy_harness.tiny_api_workflow(), job, tmp_path / "out", client=client, progress=False)
     (path,) = saved
     assert path.name.startswith("real_harness_")
-    assert path.read_bytes() == (comfy_server.output_dir / path.name[len("real_"):]).read_bytes()
+    assert path.read_bytes() == (comfy_server.output_dir / path.name[len("real_") :]).read_bytes()
     with Image.open(path) as png:
         assert png.size == (160, 64)
 

@@ -36,7 +36,7 @@ def _canvas_set(n):
     for k in range(n):
         mask = np.zeros((H, W), bool)
         x0 = 8 + 28 * k
-        mask[16:48, x0:x0 + 24] = True
+        mask[16:48, x0 : x0 + 24] = True
         img = np.full((H, W, 3), 255, np.uint8)
         img[mask] = rng.integers(0, 255, (mask.sum(), 3))
         canvases.append(LocationCanvas(img, mask, 1.0, (x0, 16), (24, 32)))
@@ -57,11 +57,16 @@ def base(comfy):
 
 def _adapter_for(base):
     from anyphoto_core.flux import FluxParams
+
     adapter_patcher = PACK.model.adapter_patcher
 
     dm = base.model.diffusion_model
-    params = FluxParams(hidden_size=dm.hidden_size, num_heads=dm.num_heads, depth=len(dm.double_blocks),
-                        depth_single_blocks=len(dm.single_blocks))
+    params = FluxParams(
+        hidden_size=dm.hidden_size,
+        num_heads=dm.num_heads,
+        depth=len(dm.double_blocks),
+        depth_single_blocks=len(dm.single_blocks),
+    )
     return adapter_patcher(tiny_adapter(params).float())
 
 
@@ -107,9 +112,17 @@ def test_identities_hidden_from_global_queries_reproduce_base(base):
     options = {"cond_or_uncond": [1, 0], "sigmas": t}
     with torch.no_grad():
         ref = dm(x, t, ctx, y=y, guidance=guidance, transformer_options=dict(options))
-        out = dm(x, t, ctx, y=y, guidance=guidance,
-                 transformer_options={**options, "wrappers": {comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL:
-                                                              {"anyphoto": wrappers}}})
+        out = dm(
+            x,
+            t,
+            ctx,
+            y=y,
+            guidance=guidance,
+            transformer_options={
+                **options,
+                "wrappers": {comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL: {"anyphoto": wrappers}},
+            },
+        )
     torch.testing.assert_close(out[0], ref[0], rtol=1e-5, atol=1e-5)
     assert (out[1] - ref[1]).abs().max() > 1e-4
 
@@ -153,9 +166,13 @@ def test_core_block_forwards_equal_comfy_blocks_without_visible_identities(base)
 def test_pack_loads_in_comfyui(tmp_path):
     (tmp_path / "custom_nodes").mkdir()
     (tmp_path / "custom_nodes" / "anyphoto").symlink_to(ROOT, target_is_directory=True)
-    proc = subprocess.run([sys.executable, "main.py", "--cpu", "--quick-test-for-ci",
-                           "--base-directory", str(tmp_path)],
-                          cwd=comfy_harness.comfyui_path(), capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "main.py", "--cpu", "--quick-test-for-ci", "--base-directory", str(tmp_path)],
+        cwd=comfy_harness.comfyui_path(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "IMPORT FAILED" not in log or "anyphoto" not in log.split("IMPORT FAILED", 1)[1][:300], log[-3000:]

@@ -56,7 +56,8 @@ def _memory_budget(nbytes: int | None):
     original = mm.LoadedModel.model_load
     if nbytes is not None:
         mm.LoadedModel.model_load = lambda self, memory=0, force_patch_weights=False: original(
-            self, nbytes, force_patch_weights)
+            self, nbytes, force_patch_weights
+        )
     try:
         yield
     finally:
@@ -73,9 +74,12 @@ def _lowvram_patched(dm) -> list[str]:
     """Modules ComfyUI set to apply their weight patches lazily (``LowVramPatch`` in ``weight_function``)."""
     from comfy.model_patcher import LowVramPatch
 
-    return [name for name, m in dm.named_modules()
-            if getattr(m, "comfy_cast_weights", False) and any(isinstance(f, LowVramPatch)
-                                                              for f in getattr(m, "weight_function", []))]
+    return [
+        name
+        for name, m in dm.named_modules()
+        if getattr(m, "comfy_cast_weights", False)
+        and any(isinstance(f, LowVramPatch) for f in getattr(m, "weight_function", []))
+    ]
 
 
 def _state(base) -> dict[str, torch.Tensor]:

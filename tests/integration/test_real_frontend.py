@@ -57,14 +57,21 @@ def report(tmp_path_factory):
     (base / "custom_nodes" / PACK_NAME).symlink_to(REPO, target_is_directory=True)
     env = {**os.environ, "CHROMIUM_PATH": str(CHROMIUM)}
     with comfy_harness.start_server(base) as server:
-        proc = subprocess.run(["node", str(SCRIPT), server.url, str(WORKFLOW)], cwd=JS_DIR, env=env,
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            ["node", str(SCRIPT), server.url, str(WORKFLOW)],
+            cwd=JS_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         object_info = server.get_json("/object_info")
         log = server.log_tail()
     lines = proc.stdout.strip().splitlines()
     assert proc.returncode == 0 and lines, (
         f"real_frontend.mjs failed (rc {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}\n"
-        f"server log:\n{log}")
+        f"server log:\n{log}"
+    )
     result = json.loads(lines[-1])
     result["object_info"] = sorted(k for k in object_info if k.startswith("AnyPhoto"))
     return result
@@ -80,9 +87,13 @@ def test_workflow_loads_without_missing_nodes_or_errors_from_the_pack(report):
     missing = [n for n in report["graphNodes"] if not n["registered"]]
     assert not missing, f"node types unknown to the frontend: {missing}"
     assert not [d for d in report["dialogs"] if "missing" in d.lower()], report["dialogs"]
-    ours = [m for m in report["console"]
-            if m["phase"] != "faces" and m["type"] in ("error", "warning")
-            and (_mentions_anyphoto(m["text"]) or _mentions_anyphoto(m["url"]))]
+    ours = [
+        m
+        for m in report["console"]
+        if m["phase"] != "faces"
+        and m["type"] in ("error", "warning")
+        and (_mentions_anyphoto(m["text"]) or _mentions_anyphoto(m["url"]))
+    ]
     assert not ours, ours
     page_errors = [e for e in report["pageErrors"] if _mentions_anyphoto(e["error"])]
     assert not page_errors, page_errors
@@ -104,7 +115,7 @@ def test_dragging_on_the_editor_adds_a_box_to_the_placements_json(report):
     before = json.loads(_workflow_placements())["people"]
     after = json.loads(report["afterDraw"]["placements"])
     assert after["version"] == 1 and after["units"] == "fraction"
-    assert [p["box"] for p in after["people"][:len(before)]] == [p["box"] for p in before]
+    assert [p["box"] for p in after["people"][: len(before)]] == [p["box"] for p in before]
     assert len(after["people"]) == len(before) + 1
     drawn = after["people"][-1]["box"]
     target = [*report["drag"]["from"], *report["drag"]["to"]]
@@ -122,4 +133,5 @@ def test_boxes_persist_through_serialize_and_reload(report):
 def test_executed_event_delivers_face_thumbnails(report):
     assert report["faces"] == ["/api/view", "/api/view"]
     assert report["viewRequests"] == [
-        f"/api/view?filename=f{i}.png&subfolder=anyphoto&type=temp&rand=N" for i in range(2)]
+        f"/api/view?filename=f{i}.png&subfolder=anyphoto&type=temp&rand=N" for i in range(2)
+    ]

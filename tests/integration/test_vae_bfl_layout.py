@@ -10,8 +10,18 @@ from safetensors.torch import save_file
 
 from anyphoto_core.app.models.vae import FLUX_VAE_CONFIG, load_flux_vae
 
-TINY_LDM = dict(double_z=True, z_channels=16, resolution=64, in_channels=3, out_ch=3, ch=32,
-                ch_mult=[1, 1, 1, 1], num_res_blocks=1, attn_resolutions=[], dropout=0.0)
+TINY_LDM = dict(
+    double_z=True,
+    z_channels=16,
+    resolution=64,
+    in_channels=3,
+    out_ch=3,
+    ch=32,
+    ch_mult=[1, 1, 1, 1],
+    num_res_blocks=1,
+    attn_resolutions=[],
+    dropout=0.0,
+)
 TINY_DIFFUSERS = dict(FLUX_VAE_CONFIG, block_out_channels=[32, 32, 32, 32], layers_per_block=1, sample_size=64)
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from fixtures.face_models import build_tiny_recognizer, insightface_image
 
+from anyphoto_core.app.models.tiny import ensure_tiny_models
 from anyphoto_core.faces import TorchArcFace, load_photo
 from anyphoto_core.geometry import ARCFACE_TEMPLATE_112
-from anyphoto_core.app.models.tiny import ensure_tiny_models
 from train.config import load_config
 from train.manifest import FaceAnnotation, ImageRecord, Manifest, ReferencePhoto, write_manifest
 
@@ -38,11 +38,12 @@ def write_tiny_manifest(folder: Path, recognizer_path: Path) -> Path:
         box, lmk = T1_FACES[name]
         return FaceAnnotation(name, np.array(box, float), np.array(lmk, float))
 
-    galleries = {n: (ReferencePhoto(t1, np.array(T1_FACES[n][1], float), embed(t1, T1_FACES[n][1])),)
-                 for n in T1_FACES}
+    galleries = {n: (ReferencePhoto(t1, np.array(T1_FACES[n][1], float), embed(t1, T1_FACES[n][1])),) for n in T1_FACES}
     galleries["middle"] += (ReferencePhoto(tom, ARCFACE_TEMPLATE_112.copy(), embed(tom, ARCFACE_TEMPLATE_112)),)
-    images = (ImageRecord(t1, "two people at a party", (face("left"), face("middle"))),
-              ImageRecord(t1, "a man in a crowd", (face("right"),)))
+    images = (
+        ImageRecord(t1, "two people at a party", (face("left"), face("middle"))),
+        ImageRecord(t1, "a man in a crowd", (face("right"),)),
+    )
     path = folder / "manifest.jsonl"
     write_manifest(path, Manifest(galleries, images))
     return path
@@ -78,8 +79,16 @@ TINY_YAML = Path(__file__).resolve().parents[2] / "train" / "configs" / "tiny.ya
 
 
 def tiny_overrides(manifest: Path, recognizer: Path, models: Path, output: Path, *extra: str) -> list[str]:
-    return [f"data.manifest={manifest}", f"model.recognizer={recognizer}", f"model.tiny_dir={models}",
-            f"run.output={output}", "run.cpu=true", "run.checkpoint_every=0", "run.log_every=1000", *extra]
+    return [
+        f"data.manifest={manifest}",
+        f"model.recognizer={recognizer}",
+        f"model.tiny_dir={models}",
+        f"run.output={output}",
+        "run.cpu=true",
+        "run.checkpoint_every=0",
+        "run.log_every=1000",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +109,8 @@ def tiny_cli_args(tiny_manifest, recognizer_path, tiny_models_dir, tmp_path):
 @pytest.fixture
 def tiny_config(tiny_manifest, recognizer_path, tiny_models_dir, tmp_path):
     def make(*extra):
-        return load_config(TINY_YAML, tiny_overrides(tiny_manifest, recognizer_path, tiny_models_dir, tmp_path / "run",
-                                                     *extra))
+        return load_config(
+            TINY_YAML, tiny_overrides(tiny_manifest, recognizer_path, tiny_models_dir, tmp_path / "run", *extra)
+        )
 
     return make

@@ -23,8 +23,11 @@ def main(out: str, config: str, *overrides: str) -> None:
     if rank == 0:
         save_file(_tensors(trainer), str(out / "initial.safetensors"))
     trainer.fit()
-    save_file(_tensors(trainer), str(out / f"rank{rank}.safetensors"),
-              metadata={"world": str(trainer.accelerator.num_processes), "global_batch": str(trainer.global_batch)})
+    save_file(
+        _tensors(trainer),
+        str(out / f"rank{rank}.safetensors"),
+        metadata={"world": str(trainer.accelerator.num_processes), "global_batch": str(trainer.global_batch)},
+    )
     trainer.accelerator.wait_for_everyone()
 
 

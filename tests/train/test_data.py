@@ -86,8 +86,13 @@ def test_identity_dropout_rate(tiny_manifest):
 
 
 def test_replacement_follows_curriculum(tiny_manifest):
-    cfg = DataConfig(resolution=64, crop_size=112, replace_milestones=[10], replace_max=0.5,
-                     degradations={k: 0.0 for k in DEGRADATIONS})
+    cfg = DataConfig(
+        resolution=64,
+        crop_size=112,
+        replace_milestones=[10],
+        replace_max=0.5,
+        degradations={k: 0.0 for k in DEGRADATIONS},
+    )
     builder = SampleBuilder(read_manifest(tiny_manifest), cfg, seed=0)
     assert not any(builder.build(i, 0).replaced.any() for i in range(20))
     replaced = np.concatenate([builder.build(i, 10).replaced for i in range(80)])
@@ -115,7 +120,9 @@ def test_manifest_round_trip_and_errors(tiny_manifest, tmp_path):
     assert set(m.galleries) == {"left", "middle", "right"} and len(m.galleries["middle"]) == 2
     assert abs(np.linalg.norm(m.identity_embedding("middle")) - 1) < 1e-5
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"kind": "image", "image": "x.jpg", "faces": [{"identity": "z", "box": [0,0,1,1], '
-                   '"landmarks": [[0,0],[1,0],[0,1],[1,1],[0.5,0.5]]}]}\n')
+    bad.write_text(
+        '{"kind": "image", "image": "x.jpg", "faces": [{"identity": "z", "box": [0,0,1,1], '
+        '"landmarks": [[0,0],[1,0],[0,1],[1,1],[0.5,0.5]]}]}\n'
+    )
     with pytest.raises(ValueError, match="no 'identity' line"):
         read_manifest(bad)

@@ -14,10 +14,28 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_two_cpu_processes_agree(tiny_cli_args, tmp_path):
     config, overrides = tiny_cli_args
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-           str(Path(__file__).with_name("ddp_worker.py")), str(tmp_path), config, *overrides,
-           "run.steps=3", "optim.lr=1e-2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "0",
+        str(Path(__file__).with_name("ddp_worker.py")),
+        str(tmp_path),
+        config,
+        *overrides,
+        "run.steps=3",
+        "optim.lr=1e-2",
+    ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]), OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -125,8 +125,9 @@ def test_crash_during_save_keeps_previous_checkpoint(tiny_config, frozen_models,
         monkeypatch.setattr(ckpt_module.torch, "save", boom)
     else:  # the rename of the finished temporary folder into place
         real = os.replace
-        monkeypatch.setattr(ckpt_module.os, "replace",
-                            lambda src, dst: boom() if ".tmp-" in str(src) else real(src, dst))
+        monkeypatch.setattr(
+            ckpt_module.os, "replace", lambda src, dst: boom() if ".tmp-" in str(src) else real(src, dst)
+        )
     with pytest.raises(OSError, match="simulated"):
         tr.save()
     monkeypatch.undo()
@@ -162,8 +163,9 @@ def test_exported_adapter_loads_in_core_and_changes_output(tiny_config, frozen_m
     args = (s.x0, s.img_ids, s.txt, torch.zeros(1, s.txt.shape[1], 3), torch.tensor([0.5]), s.y, torch.tensor([1.0]))
 
     def patched(a):
-        return flux.forward_anyphoto(*args, identity_batch(s.tokens, a.modulation_offsets(s.embeddings), 1),
-                                     lora_delta=a.lora_delta)
+        return flux.forward_anyphoto(
+            *args, identity_batch(s.tokens, a.modulation_offsets(s.embeddings), 1), lora_delta=a.lora_delta
+        )
 
     with torch.no_grad():
         stock = flux(*args)

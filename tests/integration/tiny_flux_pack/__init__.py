@@ -33,15 +33,19 @@ class AnyPhotoTestTinyFluxLoader:
     CATEGORY = "AnyPhoto/testing"
 
     def load(self, seed, hidden_size, num_heads, depth, depth_single_blocks):
-        return (build_tiny_flux(seed, hidden_size=hidden_size, num_heads=num_heads, depth=depth,
-                                depth_single_blocks=depth_single_blocks),)
+        return (
+            build_tiny_flux(
+                seed, hidden_size=hidden_size, num_heads=num_heads, depth=depth, depth_single_blocks=depth_single_blocks
+            ),
+        )
 
 
 class AnyPhotoTestRandomConditioning:
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"model": ("MODEL",), "seed": _SEED,
-                             "tokens": ("INT", {"default": 16, "min": 1, "max": 512})}}
+        return {
+            "required": {"model": ("MODEL",), "seed": _SEED, "tokens": ("INT", {"default": 16, "min": 1, "max": 512})}
+        }
 
     RETURN_TYPES = ("CONDITIONING",)
     FUNCTION = "make"

@@ -84,8 +84,9 @@ def build_tiny_flux(seed: int = 0, weight_dtype: torch.dtype = torch.float32, **
     model_config.set_inference_dtype(weight_dtype, None if weight_dtype == torch.float32 else torch.float32)
     base = model_config.get_model({})
     base.diffusion_model.load_state_dict(random_flux_state_dict(base.diffusion_model, seed))
-    return comfy.model_patcher.ModelPatcher(base, load_device=mm.get_torch_device(),
-                                            offload_device=mm.unet_offload_device())
+    return comfy.model_patcher.ModelPatcher(
+        base, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device()
+    )
 
 
 def random_conditioning(patcher, seed: int, tokens: int = 16, batch: int = 1, guidance: float = 3.5) -> list:
