@@ -39,6 +39,13 @@ DEFAULT_EMBEDDING_KIND = "arcface-antelopev2-l2norm-mean"
 _ADAPTER_NAME = "default"
 
 
+def default_file_mode() -> int:
+    """Mode a plain ``open(path, "w")`` would give under the current umask (0644 under umask 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 class AdapterError(ValueError):
     """An adapter file or config that does not fit; the message names the mismatch."""
 
@@ -187,8 +194,9 @@ class AnyPhotoAdapter(nn.Module):
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.adapter_state_dict().items()}
         meta = self.config.to_metadata()
         meta.update(extra_metadata or {})
-        tmp = f"{os.fspath(path)}.tmp"
+        tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
         save_file(tensors, tmp, metadata=meta)
+        os.chmod(tmp, default_file_mode())  # safetensors creates files 0600; a shared adapter must be readable
         os.replace(tmp, path)
 
     def load_tensors(self, tensors: dict[str, Tensor], source: str) -> None:

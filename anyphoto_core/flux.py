@@ -13,6 +13,7 @@ nodes run on ComfyUI's own FLUX).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -438,16 +439,57 @@ def params_from_state_dict(sd: dict[str, Tensor], source: str = "state dict") ->
     )
 
 
+#: safetensors dtype names -> torch dtypes (the ones model files use).
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
 def read_safetensors(path: str | os.PathLike, what: str = "model") -> dict[str, Tensor]:
-    """All tensors of a safetensors file; a clear error for missing or non-safetensors files."""
+    """All tensors of a safetensors file, memory-mapped (copy-on-write, CPU); a clear error for missing or
+    non-safetensors files.
+
+    The tensors are views of one private mapping of the file, so nothing is read until used and the page cache
+    holds the weights once per machine however many processes load them (8 training processes on a node share
+    one copy of FLUX instead of 8). Casting to another dtype or moving to a GPU copies, as usual. A tensor whose
+    offset does not fit its dtype's alignment (not written by ``safetensors``) is copied instead.
+    """
     source = os.fspath(path)
     if not os.path.isfile(source):
         raise FluxLoadError(f"{what} file not found: {source}")
     try:
-        with safe_open(source, framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
+        with safe_open(source, framework="pt") as f:  # validates the header and the offsets
+            names = list(f.keys())
+        with open(source, "rb") as f:
+            header_len = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(header_len))
     except (SafetensorError, OSError, ValueError) as exc:
         raise FluxLoadError(f"{source} is not a readable safetensors file ({exc}); use .safetensors weights") from None
+    storage = torch.UntypedStorage.from_file(source, shared=False, nbytes=os.path.getsize(source))
+    data_start = 8 + header_len
+    out = {}
+    for name in names:
+        info = header[name]
+        dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
+        if dtype is None:
+            raise FluxLoadError(f"{source}: tensor {name} has dtype {info['dtype']}, which torch cannot load")
+        begin, end = info["data_offsets"]
+        raw = torch.empty(0, dtype=torch.uint8).set_(storage, data_start + begin, (end - begin,))
+        if (data_start + begin) % dtype.itemsize:
+            raw = raw.clone()
+        out[name] = raw.view(dtype).reshape(info["shape"])
+    return out
 
 
 def load_flux(path: str | os.PathLike, dtype: torch.dtype = torch.bfloat16, device="cpu") -> Flux:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 
 def _preprocess(args) -> int:
@@ -29,13 +30,38 @@ def _preprocess(args) -> int:
     return 0
 
 
+def _resume_checkpoint(resume: str | None, root: Path) -> Path | None:
+    """The checkpoint ``--resume`` asks for: None (no flag; ``auto`` with none yet), the latest one
+    (``--resume`` / ``latest`` / ``auto``) or a folder. :class:`CheckpointError` when the asked one is missing."""
+    from .checkpoint import CheckpointError, latest_checkpoint
+
+    if resume is None:
+        return None
+    if resume in ("latest", "auto"):
+        found = latest_checkpoint(root)
+        if found is None and resume == "latest":
+            raise CheckpointError(
+                f"--resume: no checkpoint under {root} (no 'latest' pointer). To start a new run drop --resume; "
+                "to resume when a checkpoint exists and start otherwise (preemptible jobs) use --resume auto"
+            )
+        return found
+    path = Path(resume)
+    if not path.is_dir():
+        raise CheckpointError(f"--resume {path}: no such checkpoint folder (expected <run.output>/checkpoints/step-N)")
+    return path
+
+
 def _fit(args) -> int:
     from .config import load_config
     from .trainer import Trainer
 
+    if args.resume and "=" in args.resume and not Path(args.resume).is_dir():  # `--resume key=value`: an override
+        args.override, args.resume = [args.resume, *args.override], "latest"
     config = load_config(args.config, args.override)
+    checkpoint = _resume_checkpoint(args.resume, Path(config.run.output) / "checkpoints")
     trainer = Trainer(config)
-    if args.resume and trainer.resume(None if args.resume == "latest" else args.resume):
+    if checkpoint is not None:
+        trainer.resume(checkpoint)
         print(f"resumed at step {trainer.step} from {trainer.last_checkpoint}")
     trainer.fit()
     if config.run.checkpoint_every:
@@ -61,12 +87,26 @@ def main(argv: list[str] | None = None) -> int:
     pre.add_argument("--min-score", type=float, default=0.3)
     fit = sub.add_parser("fit", help="train an adapter")
     fit.add_argument("--config", help="YAML config (train/configs/*.yaml)")
-    fit.add_argument("--resume", nargs="?", const="latest", help="resume from a checkpoint folder or the latest one")
+    fit.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        help="resume: no value = the latest checkpoint (an error if there is none), 'auto' = the latest one if any "
+        "(else start fresh), or a checkpoint folder",
+    )
     fit.add_argument("--adapter-out", help="final adapter path (default <run.output>/anyphoto_adapter.safetensors)")
     fit.add_argument("override", nargs="*", help="config overrides section.key=value")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return _preprocess(args) if args.command == "preprocess" else _fit(args)
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .manifest import ManifestError
+
+    try:
+        return _preprocess(args) if args.command == "preprocess" else _fit(args)
+    except (ConfigError, CheckpointError, ManifestError) as exc:  # user errors: the message, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -41,7 +41,9 @@ def set_rng_state(state: dict) -> None:
 def save_checkpoint(
     root: str | Path, step: int, adapter: AnyPhotoAdapter, optimizer, scheduler, state: dict, keep: int = 2
 ) -> Path:
-    """Write checkpoint ``step`` atomically under ``root``; keep the newest ``keep`` ones."""
+    """Write checkpoint ``step`` atomically under ``root``; keep the newest ``keep`` (>= 1) ones."""
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1 (keep={keep} would delete the checkpoint just written)")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"

@@ -7,10 +7,14 @@ silently ignored).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
+
+from anyphoto_core.tokens import COVERAGE_RULES
 
 
 class ConfigError(ValueError):
@@ -168,17 +172,61 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return config
 
 
+#: (key, test, requirement) for every numeric or choice field; :func:`validate` reports all that fail.
+_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("data.resolution", lambda v: v > 0 and v % 16 == 0, "a positive multiple of 16 (FLUX token = 16 px)"),
+    ("data.crop_max_ratio", lambda v: v >= 1.0, ">= 1 (the crop must hold the faces)"),
+    ("data.crop_size", lambda v: v > 0 and (v % 112 == 0 or v % 128 == 0), "a positive multiple of 112 or 128"),
+    ("data.replace_max", lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]"),
+    (
+        "data.replace_milestones",
+        lambda v: bool(v) and sorted(v) == list(v) and min(v) >= 0,
+        "a non-empty increasing list of steps >= 0",
+    ),
+    ("data.replace_schedule", lambda v: v in ("piecewise", "linear"), "'piecewise' or 'linear'"),
+    ("data.id_dropout", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    ("data.degradations", lambda v: all(0.0 <= p <= 1.0 for p in v.values()), "probabilities in [0, 1]"),
+    ("data.token_rule", lambda v: v in COVERAGE_RULES, f"one of {COVERAGE_RULES}"),
+    ("data.caption_dropout", lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]"),
+    ("model.kind", lambda v: v in ("flux", "tiny"), "'flux' or 'tiny'"),
+    ("model.rank", lambda v: v >= 1, ">= 1"),
+    ("model.alpha", lambda v: v > 0, "> 0"),
+    ("model.projector_hidden", lambda v: v >= 1, ">= 1"),
+    ("model.lora_dropout", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    ("model.guidance", lambda v: v >= 0, ">= 0"),
+    ("loss.face_weight", lambda v: v >= 0, ">= 0 (0 disables the face loss; a negative weight would push faces apart)"),
+    ("loss.face_t_max", lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
+    ("loss.nce_weight", lambda v: v >= 0, ">= 0 (0 disables it)"),
+    ("loss.nce_temperature", lambda v: v > 0, "> 0"),
+    ("loss.logit_std", lambda v: v > 0, "> 0"),
+    ("optim.lr", lambda v: v > 0, "> 0 (e.g. 1e-4)"),
+    ("optim.betas", lambda v: len(v) == 2 and all(0.0 <= b < 1.0 for b in v), "two numbers in [0, 1)"),
+    ("optim.weight_decay", lambda v: v >= 0, ">= 0"),
+    ("optim.eps", lambda v: v > 0, "> 0"),
+    ("optim.warmup_steps", lambda v: v >= 0, ">= 0"),
+    ("optim.max_grad_norm", lambda v: v >= 0, ">= 0 (0 = no clipping)"),
+    ("optim.accumulation", lambda v: v >= 1, ">= 1"),
+    ("run.steps", lambda v: v >= 0, ">= 0"),
+    ("run.checkpoint_every", lambda v: v >= 0, ">= 0 (0 = only the final checkpoint)"),
+    ("run.keep_checkpoints", lambda v: v >= 1, ">= 1 (0 would delete every checkpoint, the new one included)"),
+    ("run.sample_every", lambda v: v >= 0, ">= 0 (0 = no sample grids)"),
+    ("run.sample_steps", lambda v: v >= 1, ">= 1"),
+    ("run.log_every", lambda v: v >= 1, ">= 1"),
+    ("run.mixed_precision", lambda v: v in ("auto", "bf16", "no"), "'auto', 'bf16' or 'no'"),
+)
+
+
 def validate(config: TrainConfig) -> None:
-    d = config.data
-    if d.resolution % 16:
-        raise ConfigError(f"data.resolution must be a multiple of 16 (FLUX token = 16 px), got {d.resolution}")
-    if d.replace_schedule not in ("piecewise", "linear"):
-        raise ConfigError(f"data.replace_schedule must be 'piecewise' or 'linear', got {d.replace_schedule!r}")
-    if sorted(d.replace_milestones) != list(d.replace_milestones) or not d.replace_milestones:
-        raise ConfigError(f"data.replace_milestones must be a non-empty increasing list, got {d.replace_milestones}")
-    if not 0.0 <= d.id_dropout < 1.0:
-        raise ConfigError(f"data.id_dropout must be in [0, 1), got {d.id_dropout}")
-    if config.model.kind not in ("flux", "tiny"):
-        raise ConfigError(f"model.kind must be 'flux' or 'tiny', got {config.model.kind!r}")
-    if config.optim.accumulation < 1:
-        raise ConfigError("optim.accumulation must be >= 1")
+    """Check every value against :data:`_RULES`; one :class:`ConfigError` lists all that fail."""
+    problems = []
+    for key, ok, requirement in _RULES:
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        try:
+            good = ok(value)
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            problems.append(f"{key} must be {requirement}, got {value!r}")
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
