@@ -19,13 +19,14 @@ NODE_CLASS_MAPPINGS = {
     "AnyPhotoIdentityIsolatedSampler": AnyPhotoIdentityIsolatedSampler,
     "AnyPhotoEvaluate": AnyPhotoEvaluate,
 }
+#: One scheme: display name "AnyPhoto <what it does>", category "AnyPhoto/<lower-case stage>".
 NODE_DISPLAY_NAME_MAPPINGS = {
     "AnyPhotoFaceAnalysisLoader": "AnyPhoto Face Analysis Loader",
     "AnyPhotoAdapterLoader": "AnyPhoto Adapter Loader",
-    "AnyPhotoLoadFaceRefs": "LoadFaceRefs",
-    "AnyPhotoArcFaceEmbed": "ArcFaceEmbed",
-    "AnyPhotoBuildLocationCanvas": "BuildLocationCanvas",
-    "AnyPhotoApply": "AnyPhotoApply",
-    "AnyPhotoIdentityIsolatedSampler": "IdentityIsolatedSampler",
+    "AnyPhotoLoadFaceRefs": "AnyPhoto Load Face Refs",
+    "AnyPhotoArcFaceEmbed": "AnyPhoto ArcFace Embed",
+    "AnyPhotoBuildLocationCanvas": "AnyPhoto Build Location Canvas",
+    "AnyPhotoApply": "AnyPhoto Apply",
+    "AnyPhotoIdentityIsolatedSampler": "AnyPhoto Identity-Isolated Sampler",
     "AnyPhotoEvaluate": "AnyPhoto Evaluate",
 }

@@ -53,7 +53,7 @@ class AnyPhotoBuildLocationCanvas:
         size = {"min": 256, "max": 4096, "step": 16}
         return {
             "required": {
-                "face_refs": (FACE_REFS, {"tooltip": "from LoadFaceRefs; person k goes to box k"}),
+                "face_refs": (FACE_REFS, {"tooltip": "from AnyPhoto Load Face Refs; person k goes to box k"}),
                 "width": (
                     "INT",
                     {

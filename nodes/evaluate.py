@@ -26,8 +26,8 @@ class AnyPhotoEvaluate:
         return {
             "required": {
                 "images": ("IMAGE", {"tooltip": "generated image(s), e.g. from VAEDecode"}),
-                "face_refs": (FACE_REFS, {"tooltip": "the LoadFaceRefs output used for the generation (person order)"}),
-                "canvas": (CANVAS, {"tooltip": "the BuildLocationCanvas output used for the generation: its boxes"}),
+                "face_refs": (FACE_REFS, {"tooltip": "the Load Face Refs output of the generation (person order)"}),
+                "canvas": (CANVAS, {"tooltip": "the Build Location Canvas output of the generation: its boxes"}),
                 "face_analysis": (FACE_ANALYSIS, {"tooltip": "detects and embeds the generated faces"}),
                 "match_threshold": (
                     "FLOAT",
@@ -60,7 +60,7 @@ class AnyPhotoEvaluate:
         "the images with target boxes and detected faces drawn in each person's colour",
     )
     FUNCTION = "evaluate"
-    CATEGORY = "AnyPhoto/Evaluate"
+    CATEGORY = "AnyPhoto/evaluation"
 
     def evaluate(self, images, face_refs, canvas, face_analysis, match_threshold, iou_threshold):
         if len(face_refs) != len(canvas.placements):

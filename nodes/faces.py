@@ -207,12 +207,12 @@ class AnyPhotoArcFaceEmbed:
     @classmethod
     def INPUT_TYPES(cls):
         return {
-            "required": {"face_refs": (FACE_REFS, {"tooltip": "from LoadFaceRefs"})},
+            "required": {"face_refs": (FACE_REFS, {"tooltip": "from AnyPhoto Load Face Refs"})},
             "optional": {
                 "face_analysis": (
                     FACE_ANALYSIS,
                     {
-                        "tooltip": "re-embed the aligned faces with this recognizer; unset = the embeddings LoadFaceRefs made"
+                        "tooltip": "re-embed the faces with this recognizer; unset = keep Load Face Refs' embeddings"
                     },
                 )
             },

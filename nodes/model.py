@@ -135,8 +135,8 @@ class AnyPhotoApply:
                 "model": ("MODEL", {"tooltip": "FLUX.1-dev diffusion model"}),
                 "adapter": (ADAPTER, {"tooltip": "from AnyPhoto Adapter Loader"}),
                 "vae": ("VAE", {"tooltip": "FLUX VAE (ae.safetensors); encodes the canvases"}),
-                "canvas": (CANVAS, {"tooltip": "from BuildLocationCanvas"}),
-                "embeds": (EMBEDS, {"tooltip": "from ArcFaceEmbed, same people in the same order"}),
+                "canvas": (CANVAS, {"tooltip": "from AnyPhoto Build Location Canvas"}),
+                "embeds": (EMBEDS, {"tooltip": "from AnyPhoto ArcFace Embed, same people in the same order"}),
                 "identity_weight": (
                     "FLOAT",
                     {
@@ -210,8 +210,8 @@ class AnyPhotoApply:
         count = len(canvas.canvases)
         if embeds.embeddings.shape[0] != count:
             raise ValueError(
-                f"{count} canvases but {embeds.embeddings.shape[0]} embeddings: feed BuildLocationCanvas "
-                "and ArcFaceEmbed from the same LoadFaceRefs"
+                f"{count} canvases but {embeds.embeddings.shape[0]} embeddings: feed AnyPhoto Build Location Canvas "
+                "and AnyPhoto ArcFace Embed from the same AnyPhoto Load Face Refs"
             )
         weights = parse_weights(person_weights, count, identity_weight)
         bar = host.progress_bar(3)

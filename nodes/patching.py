@@ -110,7 +110,7 @@ class IdentityPayload:
         if grid != tuple(self.grid):
             raise ValueError(
                 f"the latent is {w * 8}x{h * 8} px but the AnyPhoto canvas is {self.size[0]}x{self.size[1]} px; "
-                "use the same width and height for the empty latent and BuildLocationCanvas"
+                "use the same width and height for the empty latent and AnyPhoto Build Location Canvas"
             )
 
     def active_at(self, sigma: float) -> bool:

@@ -2,6 +2,7 @@
 against the core's reference FLUX."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -19,8 +20,10 @@ PACK = load_pack()
 @pytest.mark.parametrize("name", sorted(PACK.NODE_CLASS_MAPPINGS))
 def test_node_contract_and_tooltips(name):
     cls = PACK.NODE_CLASS_MAPPINGS[name]
-    assert name.startswith("AnyPhoto") and name in PACK.NODE_DISPLAY_NAME_MAPPINGS
-    assert cls.CATEGORY.startswith("AnyPhoto/") and callable(getattr(cls, cls.FUNCTION))
+    assert name.startswith("AnyPhoto") and callable(getattr(cls, cls.FUNCTION))
+    # one naming scheme: "AnyPhoto <Words>" display names, "AnyPhoto/<lower-case stage>" categories
+    assert re.fullmatch(r"AnyPhoto( [A-Z][A-Za-z-]*)+", PACK.NODE_DISPLAY_NAME_MAPPINGS[name])
+    assert re.fullmatch(r"AnyPhoto/[a-z]+", cls.CATEGORY)
     assert isinstance(cls.RETURN_TYPES, tuple) and cls.RETURN_TYPES
     spec = cls.INPUT_TYPES()
     for section in ("required", "optional"):
