@@ -211,9 +211,7 @@ class AnyPhotoArcFaceEmbed:
             "optional": {
                 "face_analysis": (
                     FACE_ANALYSIS,
-                    {
-                        "tooltip": "re-embed the faces with this recognizer; unset = keep Load Face Refs' embeddings"
-                    },
+                    {"tooltip": "re-embed the faces with this recognizer; unset = keep Load Face Refs' embeddings"},
                 )
             },
         }
