@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -13,6 +14,7 @@ from anyphoto_core.faces import CHOICE_RULES, FaceModelError, build_identity, lo
 from anyphoto_core.faces.references import Identity, l2_normalize
 
 from . import host
+from .feedback import with_warnings
 from .types import EMBEDS, FACE_ANALYSIS, FACE_REFS, IdentityEmbeds
 
 MODEL_PACKS = ("antelopev2", "buffalo_l")
@@ -129,12 +131,11 @@ class AnyPhotoLoadFaceRefs:
                     },
                 ),
                 "face_index": (
-                    "INT",
+                    "STRING",
                     {
-                        "default": 0,
-                        "min": 0,
-                        "max": 64,
-                        "tooltip": "k for the index and left_to_right rules (0 = first)",
+                        "default": "",
+                        "tooltip": "per person, comma separated: which face (0 = first) for the index and "
+                        "left_to_right rules, e.g. '0, 1' = two people from one group photo; empty = 0",
                     },
                 ),
                 "on_no_face": (
@@ -159,12 +160,19 @@ class AnyPhotoLoadFaceRefs:
     FUNCTION = "load"
     CATEGORY = CATEGORY
 
+    @classmethod
+    def IS_CHANGED(cls, photos="", **_):
+        """Re-run when a file listed in ``photos`` changed under the same name (IMAGE inputs carry their
+        own change detection, e.g. LoadImage hashes its file)."""
+        return photos_fingerprint(photos, host.input_directory())
+
     def load(self, face_analysis, choice_rule, face_index, on_no_face, photos="", **people):
         names = parse_photo_names(photos)
         wired = [k for k in range(1, MAX_PEOPLE_INPUTS + 1) if people.get(f"person_{k}") is not None]
         count = max([len(names)] + wired)
         if count == 0:
             raise ValueError("no reference photos: connect person_1.. IMAGE inputs or list files in 'photos'")
+        indices = parse_face_indices(face_index, count, choice_rule)
         input_dir = host.input_directory() if names else None
         per_person = []
         for k in range(count):
@@ -188,11 +196,67 @@ class AnyPhotoLoadFaceRefs:
                     on_no_face=on_no_face,
                     person=f"person {k + 1}",
                     rule=choice_rule,
-                    index=face_index,
+                    index=indices[k],
                 )
             )
             bar.update(1)
-        return (identities, host.arrays_to_image([refs_preview(identities)]))
+        preview = host.arrays_to_image([refs_preview(identities)])
+        return with_warnings((identities, preview), shared_face_warnings(identities))
+
+
+def parse_face_indices(text: str, count: int, rule: str) -> list[int]:
+    """``face_index`` widget: one 0-based face number per person, comma separated (``"2, 0"``); missing
+    entries are 0. ``ValueError`` for text that is not whole numbers >= 0, more numbers than people, or
+    numbers other than 0 under a rule that ignores them (``largest``, ``best_score``)."""
+    items = [t.strip() for t in str(text or "").split(",")]
+    items = [] if items == [""] else items
+    if len(items) > count:
+        raise ValueError(f"face_index has {len(items)} entries ({text!r}) for {count} people; give one per person")
+    if not all(t.isdigit() for t in items):
+        raise ValueError(f"face_index must be whole numbers >= 0 separated by commas, one per person, got {text!r}")
+    indices = [int(t) for t in items] + [0] * (count - len(items))
+    if rule not in ("index", "left_to_right") and any(indices):
+        person = next(k for k, i in enumerate(indices) if i) + 1
+        raise ValueError(
+            f"face_index {indices[person - 1]} for person {person} is used only by the index and left_to_right "
+            f"rules, but choice_rule is {rule!r}; set choice_rule to left_to_right (k-th face from the left) "
+            "or clear face_index"
+        )
+    return indices
+
+
+def shared_face_warnings(identities: list[Identity]) -> list[str]:
+    """One message per pair of people whose references include the very same face (same aligned
+    pixels): the same group photo under a rule that picks the same face for both."""
+    messages = []
+    for i, first in enumerate(identities):
+        for j in range(i + 1, len(identities)):
+            same = [a.source for a in first.faces for b in identities[j].faces if np.array_equal(a.crop112, b.crop112)]
+            if same:
+                messages.append(
+                    f"person {i + 1} and person {j + 1} got the same face ({same[0]}): for several people from "
+                    "one group photo set choice_rule to left_to_right and face_index to one number per person, "
+                    "e.g. '0, 1'"
+                )
+    return messages
+
+
+def photos_fingerprint(photos: str, input_dir: str) -> str:
+    """SHA-256 hex digest of the names and bytes of the files ``photos`` lists, person by person, so that a
+    photo replaced under the same name changes it. A list that cannot be read hashes its error text (the
+    run then reports that error)."""
+    digest = hashlib.sha256()
+    try:
+        for k, names in enumerate(parse_photo_names(photos)):
+            for name in names:
+                path = resolve_input_file(name, input_dir)
+                digest.update(f"{k}\0{name}\0".encode())
+                with open(path, "rb") as file:
+                    for chunk in iter(lambda: file.read(1 << 20), b""):
+                        digest.update(chunk)
+    except (ValueError, OSError) as exc:
+        digest.update(f"error: {exc}".encode())
+    return digest.hexdigest()
 
 
 def refs_preview(identities: list[Identity]) -> np.ndarray:

@@ -44,9 +44,11 @@ def test_photo_paths_stay_inside_input_folder(tmp_path):
 
 def test_face_refs_embed_and_canvas_nodes(fixture_analyzer, tmp_path, monkeypatch):
     scene = torch.from_numpy(render_scene().astype(np.float32) / 255.0)[None]
-    refs, preview = PACK.faces.AnyPhotoLoadFaceRefs().load(
-        fixture_analyzer, "left_to_right", 0, "error", "", person_1=scene, person_2=torch.cat([scene, scene])
+    out = PACK.faces.AnyPhotoLoadFaceRefs().load(
+        fixture_analyzer, "left_to_right", "0, 1", "error", "", person_1=scene, person_2=torch.cat([scene, scene])
     )
+    refs, preview = out["result"]
+    assert out["ui"][PACK.feedback.UI_KEY] == []
     assert len(refs) == 2 and len(refs[1].faces) == 2
     assert preview.shape == (1, 256, 3 * 256, 3) and 0 <= preview.min() and preview.max() <= 1
     (embeds,) = PACK.faces.AnyPhotoArcFaceEmbed().embed(refs)
