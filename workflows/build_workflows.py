@@ -182,7 +182,7 @@ def anyphoto_graph(boxes: list, prompt: str) -> list[GraphNode]:
             9,
             "AnyPhotoLoadFaceRefs",
             (380, 400),
-            {"choice_rule": "largest", "face_index": 0, "on_no_face": "error", "photos": photos},
+            {"choice_rule": "largest", "face_index": "", "on_no_face": "error", "photos": photos},
             {"face_analysis": (7, 0)},
         ),
         GraphNode(10, "AnyPhotoArcFaceEmbed", (760, 200), {}, {"face_refs": (9, 0)}),
