@@ -59,6 +59,8 @@ class ModelConfig:
 class LossConfig:
     face_weight: float = 0.1  # lambda of the face similarity loss (0 disables it)
     face_t_max: float = 1.0  # face loss only where t <= face_t_max (WithAnyone gates at 0.6); 1 = always
+    face_decode: str = "crops"  # "crops": decode latent windows around the faces (bounded memory); "full"
+    face_crop_margin: int = 8  # latent cells (8 px) added around each face window for the decoder's context
     nce_weight: float = 0.0  # extended-negative InfoNCE (WithAnyone), off by default
     nce_temperature: float = 0.07
     logit_mean: float = 0.0  # logit-normal t: t = sigmoid(N(mean, std))
@@ -196,6 +198,8 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("model.guidance", lambda v: v >= 0, ">= 0"),
     ("loss.face_weight", lambda v: v >= 0, ">= 0 (0 disables the face loss; a negative weight would push faces apart)"),
     ("loss.face_t_max", lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
+    ("loss.face_decode", lambda v: v in ("crops", "full"), "'crops' (windows around the faces) or 'full'"),
+    ("loss.face_crop_margin", lambda v: v >= 0, ">= 0 latent cells"),
     ("loss.nce_weight", lambda v: v >= 0, ">= 0 (0 disables it)"),
     ("loss.nce_temperature", lambda v: v > 0, "> 0"),
     ("loss.logit_std", lambda v: v > 0, "> 0"),

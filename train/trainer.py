@@ -10,6 +10,7 @@ LoRA) trains. Multi-GPU through Hugging Face ``accelerate`` (DDP on the adapter 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -22,12 +23,12 @@ from torch import Tensor, nn
 
 from anyphoto_core.adapter import AdapterConfig, AnyPhotoAdapter
 from anyphoto_core.conditioning import encode_canvas_tokens, identity_batch
-from anyphoto_core.faces import align_faces_torch
 from anyphoto_core.tokens import image_token_ids, pack_latent, unpack_tokens
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .dataset import SampleBuilder, TrainingSample
+from .face_crops import decode_face_crops, decode_face_crops_full
 from .losses import (
     face_loss_weights,
     face_similarity_loss,
@@ -63,6 +64,21 @@ class PreparedSample:
     reference: Tensor
     landmarks: Tensor
     grid: tuple[int, int]
+
+
+def touch_parameters(module: nn.Module) -> Tensor:
+    """``0 * sum(p)`` over every trainable parameter: an exact-zero term that puts each parameter in the graph.
+
+    DDP all-reduces a gradient for every parameter on every rank. A sample whose identities all prune to
+    0 tokens never calls a LoRA layer, and without this term DDP would raise "Expected to have finished
+    reduction ..." (or, with ``find_unused_parameters``, the ranks could disagree on the bucket order). The
+    term gives those parameters an exact zero gradient, which is their true gradient for that sample. Cost:
+    one sum per parameter tensor (a few hundred small kernels), versus ``find_unused_parameters=True``,
+    which walks the whole FLUX autograd graph every step; ``static_graph`` does not fit because the set of
+    used parameters changes from sample to sample.
+    """
+    params = [p for p in module.parameters() if p.requires_grad and not p.is_meta]
+    return torch.stack([p.sum() for p in params]).sum() * 0.0
 
 
 class AnyPhotoObjective(nn.Module):
@@ -116,19 +132,20 @@ class AnyPhotoObjective(nn.Module):
         if lc.face_weight > 0 or lc.nce_weight > 0:
             weights = face_loss_weights(s.keep, t.expand(len(s.keep)).cpu().to(s.keep.device), lc.face_t_max)
             if weights.sum() > 0:
+                faces = weights > 0  # only faces that carry loss are decoded
                 x0_hat = one_step_x0(x_t.float(), t.float(), v.float())
                 latent = unpack_tokens(x0_hat, *s.grid)
-                image = ((decode_with_grad(m.vae, latent).float() + 1) / 2).clamp(0, 1)
-                crops = align_faces_torch(image.expand(len(s.keep), -1, -1, -1), s.landmarks.to(image))
-                pred = m.recognizer(crops)
-                out["face"] = face_similarity_loss(pred, s.reference, weights)
+                decode = functools.partial(decode_with_grad, m.vae)
+                if lc.face_decode == "full":
+                    crops = decode_face_crops_full(decode, latent, s.landmarks[faces])
+                else:
+                    crops = decode_face_crops(decode, latent, s.landmarks[faces], lc.face_crop_margin)
+                pred, reference, weights = m.recognizer(crops), s.reference[faces], weights[faces]
+                out["face"] = face_similarity_loss(pred, reference, weights)
                 if lc.nce_weight > 0 and negatives is not None and len(negatives):
-                    out["nce"] = info_nce_loss(pred, s.reference, negatives, lc.nce_temperature, weights)
-            else:  # keep every parameter in the graph (DDP) with an exact zero
-                out["face"] = deltas.sum() * 0.0
-        # ``0 * sum(delta)`` keeps the projector in the graph when no identity token survived pruning
+                    out["nce"] = info_nce_loss(pred, reference, negatives, lc.nce_temperature, weights)
         out["loss"] = (
-            deltas.sum() * 0.0
+            touch_parameters(self.adapter)
             + out["flow"]
             + lc.face_weight * out.get("face", 0.0)
             + lc.nce_weight * out.get("nce", 0.0)

@@ -1,19 +1,26 @@
-"""Two CPU processes through ``accelerate launch`` (DDP, gloo) train a few steps and agree on parameters."""
+"""Two CPU processes through ``accelerate launch`` (DDP, gloo): they train a few steps and agree on parameters,
+also when one rank's sample has no identity token at all."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from anyphoto_core.conditioning import encode_canvas_tokens
+from train.config import load_config
+from train.dataset import SampleBuilder
+from train.manifest import FaceAnnotation, ImageRecord, Manifest, read_manifest, write_manifest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_two_cpu_processes_agree(tiny_cli_args, tmp_path):
-    config, overrides = tiny_cli_args
+def launch(out: Path, config: str, overrides: list[str], timeout: int = 240) -> subprocess.CompletedProcess:
+    """Run ``ddp_worker.py`` in 2 CPU processes (torchrun through accelerate, gloo); fail the test on error."""
     cmd = [
         sys.executable,
         "-m",
@@ -30,22 +37,64 @@ def test_two_cpu_processes_agree(tiny_cli_args, tmp_path):
         "--main_process_port",
         "0",
         str(Path(__file__).with_name("ddp_worker.py")),
-        str(tmp_path),
+        str(out),
         config,
         *overrides,
-        "run.steps=3",
-        "optim.lr=1e-2",
     ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]), OMP_NUM_THREADS="1")
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    ranks = [load_file(tmp_path / f"rank{i}.safetensors") for i in range(2)]
-    initial = load_file(tmp_path / "initial.safetensors")
-    with safe_open(str(tmp_path / "rank1.safetensors"), "pt") as f:
-        meta = f.metadata()
-    assert meta == {"world": "2", "global_batch": "2"}
+    return proc
+
+
+def assert_ranks_agree_and_moved(out: Path) -> None:
+    ranks = [load_file(out / f"rank{i}.safetensors") for i in range(2)]
+    initial = load_file(out / "initial.safetensors")
     assert ranks[0].keys() == ranks[1].keys() == initial.keys()
     for k in initial:
         assert torch.equal(ranks[0][k], ranks[1][k]), k
     assert any(not torch.equal(ranks[0][k], initial[k]) for k in initial)
+
+
+def test_two_cpu_processes_agree(tiny_cli_args, tmp_path):
+    config, overrides = tiny_cli_args
+    proc = launch(tmp_path, config, [*overrides, "run.steps=3", "optim.lr=1e-2"])
+    assert_ranks_agree_and_moved(tmp_path)
+    with safe_open(str(tmp_path / "rank1.safetensors"), "pt") as f:
+        meta = f.metadata()
+    assert meta == {"world": "2", "global_batch": "2"}
     assert "global batch = 1 per GPU x 2 GPUs x 1 accumulation = 2" in proc.stdout
+
+
+def zero_token_manifest(tiny_manifest: Path, folder: Path) -> Path:
+    """The tiny set's two-face photo plus the same photo annotated with one face whose landmarks span 6 px
+    inside a 300 px box: the square crop follows the box, so at 64 px the pasted face (clamped to the
+    canvas's smallest scale, 7 px) covers under half of any 16 px token cell and prunes to 0 tokens."""
+    manifest = read_manifest(tiny_manifest)
+    two_faces = next(r for r in manifest.images if len(r.faces) == 2)
+    centre = np.array([400.0, 300.0])
+    tiny = centre + np.array([[-2, -2], [2, -2], [0, 0], [-1.5, 2], [1.5, 2]], float) * 1.5
+    face = FaceAnnotation("left", np.array([250.0, 150.0, 550.0, 450.0]), tiny)
+    empty = ImageRecord(two_faces.image, "a tiny face", (face,))
+    path = folder / "zero_tokens.jsonl"
+    write_manifest(path, Manifest(manifest.galleries, (two_faces, empty)))
+    return path
+
+
+def test_sample_without_identity_tokens_does_not_stop_ddp(tiny_cli_args, tiny_manifest, frozen_models, tmp_path):
+    """Rank 0 and rank 1 alternate between a sample with identity tokens and one whose only identity prunes
+    to 0 tokens (its LoRA layers never run); with identity dropout on, some steps also drop every identity."""
+    config, overrides = tiny_cli_args
+    manifest_path = zero_token_manifest(tiny_manifest, tmp_path)
+    extra = [f"data.manifest={manifest_path}", "data.token_rule=majority", "data.id_dropout=0.5"]
+    # precondition: the built sample really has no identity token (same data code as the workers)
+    cfg = load_config(config, [*overrides, *extra])
+    builder = SampleBuilder(read_manifest(manifest_path), cfg.data, seed=cfg.run.seed)
+    counts = {}
+    for pos in range(8):
+        sample = builder.build(pos, 0)
+        tokens = encode_canvas_tokens(sample.canvases, frozen_models.vae.encode, "majority")
+        counts[len(sample.identities)] = sum(t.count for t in tokens)
+    assert counts[1] == 0 and counts[2] > 0, counts
+    launch(tmp_path, config, [*overrides, *extra, "run.steps=4", "optim.lr=1e-2"])
+    assert_ranks_agree_and_moved(tmp_path)
