@@ -19,6 +19,7 @@ File format (safetensors; metadata strings): ``format = "anyphoto-adapter"``,
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -107,6 +108,8 @@ class AdapterConfig:
                 kwargs[f.name] = int(raw)
             elif f.type in ("float",):
                 kwargs[f.name] = float(raw)
+                if not math.isfinite(kwargs[f.name]):
+                    raise AdapterError(f"{source} metadata {f.name}={raw!r} is not a finite number")
             else:
                 kwargs[f.name] = raw
         return cls(**kwargs)
@@ -209,6 +212,11 @@ class AnyPhotoAdapter(nn.Module):
                 raise AdapterError(
                     f"{source}: tensor {key} has shape {tuple(tensors[key].shape)}, "
                     f"expected {tuple(ref.shape)} for rank {self.config.rank}, hidden {self.config.hidden_size}"
+                )
+            if not torch.isfinite(tensors[key]).all():
+                raise AdapterError(
+                    f"{source}: tensor {key} contains NaN or infinite values; the adapter file is broken "
+                    "(a diverged training run or a corrupt copy); use an earlier checkpoint or copy the file again"
                 )
         with torch.no_grad():
             for key, ref in expected.items():

@@ -22,7 +22,8 @@ from torch import Tensor
 from .canvas import DEFAULT_SCALE_RANGE, FacePatch, LocationCanvas, build_location_canvas
 from .flux import IdentityBatch
 from .placements import Placement
-from .tokens import IdentityTokens, prune_canvas_tokens, token_keep_mask
+from .tokens import PIXELS_PER_TOKEN, IdentityTokens, prune_canvas_tokens, token_keep_mask
+from .validation import check_identity_weights
 
 EncodeFn = Callable[[Tensor], Tensor]
 
@@ -43,6 +44,26 @@ def build_canvases(
     return [build_location_canvas(p, pl.landmarks, size, scale_range) for p, pl in pairs]
 
 
+def check_canvas_tokens(canvases: Sequence[LocationCanvas], rule: str = "majority") -> list[np.ndarray]:
+    """Token keep-masks ``(h_tok, w_tok)`` of the canvases; ``ValueError`` naming the person whose face
+    keeps no token (box outside the canvas or smaller than one 16 px token), never a dropped person."""
+    keeps = []
+    for k, canvas in enumerate(canvases):
+        keep = token_keep_mask(canvas.mask, rule)
+        if not keep.any():
+            height, width = canvas.mask.shape
+            (x, y), (w, h) = canvas.offset, canvas.patch_size
+            where = "outside" if canvas.mask.sum() == 0 else "mostly outside of, or too small for,"
+            raise ValueError(
+                f"person {k + 1}: the face pasted at x={x}..{x + w}, y={y}..{y + h} px is {where} the "
+                f"{width}x{height} canvas, covers no {PIXELS_PER_TOKEN}x{PIXELS_PER_TOKEN} token (rule "
+                f"{rule!r}), so this person would be left out; move the box inside the image and make it at "
+                f"least {2 * PIXELS_PER_TOKEN} px wide"
+            )
+        keeps.append(keep)
+    return keeps
+
+
 def canvases_to_tensor(canvases: Sequence[LocationCanvas]) -> Tensor:
     """Canvas images as ``(N, 3, H, W)`` float32 in [-1, 1]."""
     arr = np.stack([c.image for c in canvases]).astype(np.float32) / 127.5 - 1.0
@@ -55,11 +76,9 @@ def encode_canvas_tokens(
     """VAE-encode every canvas (one batched call) and prune each to its face tokens."""
     if not canvases:
         return []
+    keeps = check_canvas_tokens(canvases, rule)
     latents = encode(canvases_to_tensor(canvases))
-    return [
-        prune_canvas_tokens(latents[i : i + 1], token_keep_mask(c.mask, rule), type_index)
-        for i, c in enumerate(canvases)
-    ]
+    return [prune_canvas_tokens(latents[i : i + 1], keep, type_index) for i, keep in enumerate(keeps)]
 
 
 def identity_batch(
@@ -79,9 +98,7 @@ def identity_batch(
     n = len(tokens)
     if deltas.shape[0] != n:
         raise ValueError(f"{n} identities have token sets but {deltas.shape[0]} embeddings")
-    weights = [1.0] * n if weights is None else list(weights)
-    if len(weights) != n:
-        raise ValueError(f"{len(weights)} identity weights given for {n} identities")
+    weights = check_identity_weights([1.0] * n if weights is None else weights, n, "identity weights")
     if n == 0:
         return IdentityBatch(
             deltas.new_zeros(batch, 0, 64), torch.zeros(batch, 0, 3), (), deltas.new_zeros(batch, 0, 0)

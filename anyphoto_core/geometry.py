@@ -68,13 +68,20 @@ def as_landmarks(points, what: str = "landmarks") -> np.ndarray:
 def estimate_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, translation) mapping ``src`` to ``dst``.
 
-    Uses scikit-image's ``SimilarityTransform`` (Umeyama). Returns the 3x3 homogeneous matrix
+    Uses scikit-image's ``SimilarityTransform`` (Umeyama): ``from_estimate`` where it exists
+    (scikit-image >= 0.26, which deprecates ``estimate``), else ``estimate`` (older releases that
+    Python 3.10 and the oldest allowed pins get). Returns the 3x3 homogeneous matrix
     ``[[a, -b, tx], [b, a, ty], [0, 0, 1]]``.
     """
     src = as_landmarks(src, "source landmarks")
     dst = as_landmarks(dst, "target landmarks")
-    tform = SimilarityTransform.from_estimate(src, dst)
-    if not tform:
+    if hasattr(SimilarityTransform, "from_estimate"):
+        tform = SimilarityTransform.from_estimate(src, dst)
+        fitted = bool(tform)
+    else:
+        tform = SimilarityTransform()
+        fitted = bool(tform.estimate(src, dst))
+    if not fitted or not np.all(np.isfinite(tform.params)):
         raise ValueError("landmarks are degenerate (all points coincide); cannot fit a similarity")
     return np.asarray(tform.params, dtype=np.float64)
 

@@ -35,7 +35,7 @@ def build_canvas_set(face_refs, width: int, height: int, placements: str, layout
     if layout is not None:
         if detector is None:
             raise ValueError("a layout image needs the face_analysis input to detect its faces")
-        targets = placements_from_layout_photo(layout, detector, width, height, name="layout image")
+        targets = placements_from_layout_photo(layout, detector, width, height, name="layout image").placements
     else:
         targets = parse_placements(placements, width, height)
     canvases = build_canvases([face_patch(i) for i in face_refs], targets, (width, height))

@@ -10,6 +10,7 @@ import torch
 from anyphoto_core.adapter import AdapterError, load_adapter
 from anyphoto_core.conditioning import encode_canvas_tokens
 from anyphoto_core.tokens import PIXELS_PER_TOKEN
+from anyphoto_core.validation import check_identity_embeddings, check_identity_weights
 
 from . import host
 from .patching import WRAPPER_KEY, AnyPhotoWrapper, IdentityPayload, NotFluxError, check_flux_model, scaled_lora
@@ -87,7 +88,7 @@ def parse_weights(text: str, count: int, base: float) -> list[float]:
         values = [float(t) for t in items]
     except ValueError:
         raise ValueError(f"person_weights must be numbers separated by commas, got {text!r}") from None
-    return [base * w for w in values + [1.0] * (count - len(values))]
+    return check_identity_weights([base * w for w in values + [1.0] * (count - len(values))], count)
 
 
 def comfy_attention(transformer_options: dict):
@@ -214,13 +215,14 @@ class AnyPhotoApply:
                 "and AnyPhoto ArcFace Embed from the same AnyPhoto Load Face Refs"
             )
         weights = parse_weights(person_weights, count, identity_weight)
+        embeddings = check_identity_embeddings(embeds.embeddings, cfg.embedding_dim)
         bar = host.progress_bar(3)
         tokens = encode_canvas_tokens(
             list(canvas.canvases), lambda x: _vae_encode(vae, model, x), type_index=cfg.type_index
         )
         bar.update(1)
         with torch.no_grad():
-            deltas = core.modulation_offsets(torch.from_numpy(embeds.embeddings)).float().cpu()
+            deltas = core.modulation_offsets(torch.from_numpy(embeddings)).float().cpu()
         deltas = deltas * torch.tensor(weights)[:, None]
         bar.update(1)
         ms = model.get_model_object("model_sampling")

@@ -90,3 +90,24 @@ def test_foreign_safetensors_is_refused(tmp_path):
 def test_wrong_embedding_size_is_named():
     with pytest.raises(AdapterError, match="expects 512"):
         tiny_adapter().modulation_offsets(torch.randn(2, 128))
+
+
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_at_load(tmp_path, poison):
+    path = tmp_path / "a.safetensors"
+    tiny_adapter().save(path)
+    tensors = load_file(path)
+    tensors["lora.double_blocks.1.img_mlp.0.lora_B.weight"][3, 0] = poison
+    save_file(tensors, path, metadata=read_adapter_config(path).to_metadata())
+    with pytest.raises(AdapterError, match=r"tensor lora\.double_blocks\.1\.img_mlp\.0\.lora_B\.weight contains NaN"):
+        load_adapter(path)
+
+
+def test_non_finite_metadata_number_is_refused(tmp_path):
+    path = tmp_path / "a.safetensors"
+    tiny_adapter().save(path)
+    meta = read_adapter_config(path).to_metadata()
+    meta["alpha"] = "nan"
+    save_file(load_file(path), path, metadata=meta)
+    with pytest.raises(AdapterError, match="metadata alpha='nan' is not a finite number"):
+        read_adapter_config(path)

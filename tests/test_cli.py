@@ -6,11 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fixtures.face_models import insightface_image
 from PIL import Image
 
-from anyphoto_core.app.cli import main, parse_person
+from anyphoto_core.app import cli
+from anyphoto_core.app.cli import build_parser, main, parse_person, prepare_inputs
 from anyphoto_core.app.models.tiny import ensure_tiny_models
 
 T1 = str(insightface_image("t1.jpg"))
@@ -74,6 +76,8 @@ def test_person_syntax():
     [
         (["--person", "/nonexistent/face.jpg@0.1,0.1,0.4,0.5"], "does not exist"),
         (["--person", f"{T1}@10,10,2000,300"], "outside"),
+        (["--person", f"{T1}#1@0.1,0.1,0.4,0.5", "--person", f"{T1}#2@0.5,0.1,1.3,0.5"], "mix fractions and pixels"),
+        (["--person", f"{T1}#7@0.1,0.1,0.4,0.5"], "face 7 (counted from the left, the first face is 1)"),
         (["--person", T1], "has no box"),
         (["--person", f"{T1}@0.1,0.1,0.4,0.5", "--person", f"{T1}@layout:9", "--layout-photo", T1], "only"),
         (["--person", "x@1,2"], "box"),
@@ -88,7 +92,8 @@ def test_bad_input_one_line_error(tmp_path, capsys, extra, message):
     assert len(line) == 1 and message in line[0] and "Traceback" not in err
 
 
-def test_no_face_found(tmp_path, capsys):
+def test_no_face_found(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "load_pipeline", lambda *a: pytest.fail("models were loaded before the face check"))
     blank = tmp_path / "blank.png"
     Image.new("RGB", (200, 200), (128, 128, 128)).save(blank)
     assert main(["generate", "--out", str(tmp_path / "o.png"), *FAST, "--person", f"{blank}@0.1,0.1,0.5,0.6"]) == 2
@@ -111,3 +116,59 @@ def test_adapter_for_another_hidden_size(tmp_path, capsys):
     assert main(["generate", "--out", str(tmp_path / "o.png"), *FAST, "--adapter", str(path)]) == 2
     err = capsys.readouterr().err
     assert "hidden_size=128" in err and "Traceback" not in err
+
+
+def _args(*extra):
+    return build_parser().parse_args(["generate", *extra])
+
+
+def _t1_faces_left_to_right(centerface_detector):
+    from anyphoto_core.faces import load_photo
+
+    return sorted(centerface_detector.detect(load_photo(T1)), key=lambda d: (d.box[0] + d.box[2]) / 2)
+
+
+def test_face_number_applies_to_its_own_photo_only(centerface_detector):
+    faces = _t1_faces_left_to_right(centerface_detector)
+    largest = max(faces, key=lambda d: d.area)
+    _, (first, second), *_ = prepare_inputs(
+        _args("--person", f"{T1},{T1}#2@0.1,0.1,0.4,0.5", "--person", f"{T1}#5,{T1}@0.5,0.1,0.9,0.5"), False, (96, 64)
+    )
+    np.testing.assert_allclose(first.faces[0].box, largest.box)  # no #K: the largest face
+    np.testing.assert_allclose(first.faces[1].box, faces[1].box)  # #2 = second from the left
+    np.testing.assert_allclose(second.faces[0].box, faces[4].box)  # #5
+    np.testing.assert_allclose(second.faces[1].box, largest.box)  # the #5 of photo 1 is not applied here
+
+
+def test_out_folder_gets_a_file_and_existing_outputs_are_kept(tmp_path, capsys):
+    folder = tmp_path / "results"
+    assert main(["generate", "--out", f"{folder}/", *FAST]) == 0
+    assert (folder / "anyphoto.png").is_file() and (folder / "anyphoto.json").is_file()
+    assert main(["generate", "--out", str(folder), *FAST]) == 2  # now existing folder: same file, refused
+    err = capsys.readouterr().err
+    assert f"error: --out {folder / 'anyphoto.png'}: {folder / 'anyphoto.png'}" in err and "--overwrite" in err
+    assert main(["generate", "--out", str(folder), "--overwrite", *FAST]) == 0
+
+
+@pytest.mark.parametrize(
+    "out,message",
+    [("results.txt", "unknown image type '.txt'"), ("noext", "unknown image type '(no extension)'")],
+)
+def test_bad_out_is_refused_before_any_work(tmp_path, capsys, monkeypatch, out, message):
+    monkeypatch.setattr(cli, "load_analyzer", lambda *a: pytest.fail("faces were analysed before --out was checked"))
+    assert main(["generate", "--out", str(tmp_path / out), *FAST]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--person", T1], "has no box"),
+        (["--person", f"{T1}@0.1,0.1,0.4,0.5", "--person", f"{T1}@1.2,0.1,1.5,0.5"], "mix fractions and pixels"),
+        (["--person", f"{T1}#9@0.1,0.1,0.4,0.5"], "face 9"),
+    ],
+)
+def test_input_errors_come_before_model_loading(tmp_path, capsys, monkeypatch, extra, message):
+    monkeypatch.setattr(cli, "load_pipeline", lambda *a: pytest.fail("models were loaded before the input check"))
+    assert main(["generate", "--out", str(tmp_path / "o.png"), *FAST, *extra]) == 2
+    assert message in capsys.readouterr().err

@@ -193,3 +193,5 @@ def test_identity_guidance_combination_and_weights():
     assert PACK.model.parse_weights("1, 0.5", 3, 2.0) == [2.0, 1.0, 2.0]
     with pytest.raises(ValueError, match="3 person weights given for 2 people"):
         PACK.model.parse_weights("1,1,1", 2, 1.0)
+    with pytest.raises(ValueError, match="person 2's weight is nan"):
+        PACK.model.parse_weights("1, nan", 2, 1.0)

@@ -4,13 +4,18 @@ Person syntax (one ``--person`` per identity, in order)::
 
     PHOTO[#K][,PHOTO[#K]...][@WHERE]
 
-``#K``: use the K-th face (1-based, left to right) of that photo; default: its largest face.
+``#K``: use the K-th face (1-based, left to right) of that photo only; default: its largest face.
 ``WHERE``: ``x1,y1,x2,y2`` face box (fractions of the output if all values are in [0, 1], else
-pixels) or ``layout:K`` (the K-th face, left to right, of ``--layout-photo``). Without ``@WHERE``
-person k takes the k-th face of the layout photo. With no arguments at all the demo runs.
+pixels; all people's boxes in the same units) or ``layout:K`` (the K-th face, left to right, of
+``--layout-photo``). Without ``@WHERE`` person k takes the k-th face of the layout photo. With no
+arguments at all the demo runs.
+
+``--out``: an image file (.png, .jpg, .webp) or a folder (existing, or written with a trailing
+``/``), which gets ``anyphoto.png``. Existing outputs are not replaced without ``--overwrite``.
+Every input check (photos, faces, boxes, output path) runs before the models are loaded.
 
 Exit codes: 0 done, 2 bad input or model files (one-line ``error:`` message; ``--debug`` shows
-the traceback).
+the traceback). Warnings go to stderr as ``WARNING:`` lines and into the report's ``notes``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -27,12 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from ..geometry import validate_box
-from ..placements import Placement
+from ..notices import format_notices
+from ..placements import Placement, box_list_units, box_to_pixels, placement_notices
 
 DEFAULT_PROMPT = "a photo of two friends smiling in a sunny park, natural light"
-#: Boxes overlapping more than this (intersection over the smaller box) make identities bleed:
-#: the paper's known failure case for close faces.
-OVERLAP_WARNING = 0.3
+#: File name written into an ``--out`` folder.
+DEFAULT_OUT_NAME = "anyphoto.png"
+#: Image types ``--out`` may name (Pillow saves them by extension).
+OUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 TINY_NOTE = (
     "NOTE: no FLUX.1-dev weights found, so the built-in TINY RANDOM-WEIGHT models are used; the image is "
     "NOT meaningful (it only proves the pipeline runs). Point at real weights with --models "
@@ -112,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--t5", type=Path, help="T5-XXL text encoder .safetensors")
     g.add_argument("--tokenizers", type=Path, help="diffusers FLUX folder or ComfyUI checkout holding tokenizers")
     g.add_argument("--adapter", type=Path, help="AnyPhoto adapter .safetensors")
-    g.add_argument("--out", type=Path, default=Path("anyphoto.png"))
+    g.add_argument("--out", default=DEFAULT_OUT_NAME, help="image file, or a folder (gets anyphoto.png); see above")
+    g.add_argument("--overwrite", action="store_true", help="replace existing output files")
     g.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     return parser
 
@@ -150,19 +159,18 @@ def load_analyzer(models_dir: Path | None, notes: list[str]):
 
 
 def resolve_placements(specs, layout, size) -> list[Placement]:
+    """Output-pixel placements of every person: its box (all boxes in one unit) or a layout-photo face."""
     w, h = size
+    boxed = [(k, spec.box) for k, spec in enumerate(specs) if spec.box is not None]
+    try:
+        units = box_list_units([b for _, b in boxed], [f"person {k + 1}'s box" for k, _ in boxed]) if boxed else None
+        pixel_boxes = {k: box_to_pixels(b, units, w, h, f"person {k + 1}: box") for k, b in boxed}
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     out = []
     for k, spec in enumerate(specs):
         if spec.box is not None:
-            x1, y1, x2, y2 = spec.box
-            if all(0.0 <= v <= 1.0 for v in spec.box):
-                x1, y1, x2, y2 = x1 * w, y1 * h, x2 * w, y2 * h
-            if x1 < 0 or y1 < 0 or x2 > w or y2 > h:
-                raise UsageError(
-                    f"person {k + 1}: box {spec.box} lies outside the {w}x{h} image; keep it within "
-                    f"0..{w} x 0..{h} pixels (or fractions 0..1)"
-                )
-            out.append(Placement.from_box((x1, y1, x2, y2)))
+            out.append(Placement.from_box(pixel_boxes[k]))
             continue
         index = spec.layout_index if spec.layout_index is not None else k
         if layout is None:
@@ -176,27 +184,38 @@ def resolve_placements(specs, layout, size) -> list[Placement]:
     return out
 
 
-def overlap_warnings(placements: list[Placement]) -> list[str]:
-    """Pairs of boxes overlapping more than :data:`OVERLAP_WARNING` of the smaller box."""
-    msgs = []
-    boxes = [np.array(p.box) for p in placements]
-    for i in range(len(boxes)):
-        for j in range(i + 1, len(boxes)):
-            a, b = boxes[i], boxes[j]
-            iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-            ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-            smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-            if iw * ih / smaller > OVERLAP_WARNING:
-                msgs.append(
-                    f"WARNING: boxes of person {i + 1} and {j + 1} overlap by {iw * ih / smaller:.0%}; close "
-                    "faces can swap or blend identities (the method's known failure case); move them apart"
-                )
-    return msgs
+def resolve_out(text: str, overwrite: bool) -> Path:
+    """The image path ``--out`` means, checked before any work: a folder (existing, or ``text`` ending in
+    a path separator) gets :data:`DEFAULT_OUT_NAME`; the suffix must be an image type; existing outputs
+    (image, preview, report) need ``overwrite``."""
+    out = Path(text).expanduser()
+    is_folder = out.is_dir() or text.endswith(("/", os.sep))
+    path = out / DEFAULT_OUT_NAME if is_folder else out
+    if path.suffix.lower() not in OUT_SUFFIXES:
+        raise UsageError(
+            f"--out {out}: unknown image type {path.suffix or '(no extension)'!r}; name a file ending in "
+            f"{', '.join(OUT_SUFFIXES)} or a folder (end it with /)"
+        )
+    if path.exists() and path.is_dir():
+        raise UsageError(f"--out {path} is a folder; name the image file inside it, e.g. {path / DEFAULT_OUT_NAME}")
+    existing = [p for p in output_files(path) if p.exists()]
+    if existing and not overwrite:
+        raise UsageError(
+            f"--out {path}: {', '.join(str(p) for p in existing)} already exist(s); pass --overwrite to replace, "
+            "or choose another --out"
+        )
+    if path.parent.exists() and not path.parent.is_dir():
+        raise UsageError(f"--out {path}: {path.parent} is a file, not a folder")
+    return path
+
+
+def output_files(image: Path) -> tuple[Path, Path, Path]:
+    """``(image, preview, report)`` paths written for ``image``."""
+    return image, image.with_name(image.stem + "_preview.png"), image.with_suffix(".json")
 
 
 def load_pipeline(args, notes: list[str]):
     """Real models when a FLUX transformer is found or given; the tiny set otherwise."""
-    import os
 
     from .models import discover_models, require_complete
     from .pipeline import AnyPhotoPipeline
@@ -216,17 +235,15 @@ def load_pipeline(args, notes: list[str]):
     return AnyPhotoPipeline.from_files(files, roots)
 
 
-def generate(args) -> dict:
-    from tqdm import tqdm
+def prepare_inputs(args, demo: bool, size: tuple[int, int]):
+    """Every check that needs no FLUX weights, before they load: photos, faces, boxes, token coverage.
 
-    from ..faces import build_identity, placements_from_layout_photo
-    from .pipeline import GenerationSettings, model_summary
-    from .previews import combined_canvas, draw_numbered_boxes, side_by_side
+    Returns ``(analyzer, identities, placements, notices, notes)``.
+    """
+    from ..conditioning import build_canvases, check_canvas_tokens
+    from ..faces import FaceChoice, build_identity, placements_from_layout_photo
+    from .pipeline import face_patch
 
-    notes: list[str] = []
-    started = time.perf_counter()
-    demo = not args.person
-    size = parse_size("384x384" if demo and args.size == "1024x1024" else args.size)
     specs = demo_people(size)[0] if demo else [parse_person(p, k + 1) for k, p in enumerate(args.person)]
     for spec in specs:
         for path, _ in spec.photos:
@@ -234,33 +251,51 @@ def generate(args) -> dict:
                 raise UsageError(f"photo {path} does not exist; check the --person path")
     if args.layout_photo is not None and not args.layout_photo.is_file():
         raise UsageError(f"layout photo {args.layout_photo} does not exist")
-    pipe = load_pipeline(args, notes)
+    notes: list[str] = []
     analyzer = load_analyzer(args.models, notes)
-    for note in notes:
-        print(note, file=sys.stderr)
-    t0 = time.perf_counter()
+    notices = []
     identities = []
     for k, spec in enumerate(specs):
-        photos = [str(p) for p, _ in spec.photos]
-        index = spec.photos[0][1]
-        kwargs = {"rule": "left_to_right", "index": index} if index is not None else {}
-        identities.append(build_identity(photos, analyzer, person=f"person {k + 1}", **kwargs))
+        choices = [None if i is None else FaceChoice("left_to_right", i, first=1) for _, i in spec.photos]
+        ident = build_identity([str(p) for p, _ in spec.photos], analyzer, person=f"person {k + 1}", choices=choices)
+        identities.append(ident)
+        notices += ident.notices
     layout = None
     if args.layout_photo is not None:
-        layout = placements_from_layout_photo(str(args.layout_photo), analyzer.detector, *size)
+        found = placements_from_layout_photo(str(args.layout_photo), analyzer.detector, *size)
+        layout, notices = found.placements, notices + list(found.notices)
     placements = resolve_placements(specs, layout, size)
-    warn = overlap_warnings(placements)
+    notices += placement_notices(placements, len(identities))
+    check_canvas_tokens(build_canvases([face_patch(i) for i in identities], placements, size))
+    return analyzer, identities, placements, notices, notes
+
+
+def generate(args) -> dict:
+    from tqdm import tqdm
+
+    from .pipeline import GenerationSettings, model_summary
+    from .previews import combined_canvas, draw_numbered_boxes, side_by_side
+
+    started = time.perf_counter()
+    demo = not args.person
+    size = parse_size("384x384" if demo and args.size == "1024x1024" else args.size)
+    out_path = resolve_out(args.out, args.overwrite)
+    analyzer, identities, placements, notices, notes = prepare_inputs(args, demo, size)
+    faces_s = time.perf_counter() - started
+    warn = format_notices(notices)
     for msg in warn:
         print(msg, file=sys.stderr)
-    faces_s = time.perf_counter() - t0
+    pipe = load_pipeline(args, notes)
+    for note in notes:
+        print(note, file=sys.stderr)
     settings = GenerationSettings(args.prompt, size[0], size[1], args.steps, args.seed, args.guidance, args.id_guidance)
     with tqdm(total=args.steps, desc="sampling", unit="step", file=sys.stderr) as bar:
         result = pipe.generate(settings, identities, placements, progress=lambda i, n: bar.update(1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    result.image.save(args.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    image_path, preview_path, report_path = output_files(out_path)
+    result.image.save(image_path)
     boxes = [[round(float(v), 2) for v in p.box] for p in placements]
     canvas = draw_numbered_boxes(combined_canvas(result.canvases, size), boxes)
-    preview_path = args.out.with_name(args.out.stem + "_preview.png")
     from PIL import Image
 
     Image.fromarray(side_by_side([i.primary.crop for i in identities], canvas, np.asarray(result.image))).save(
@@ -290,7 +325,7 @@ def generate(args) -> dict:
             "recognizer": type(analyzer.recognizer).__name__,
         },
         "notes": notes + warn,
-        "image": str(args.out),
+        "image": str(image_path),
         "preview": str(preview_path),
         "timings_s": {
             "faces": round(faces_s, 3),
@@ -298,8 +333,8 @@ def generate(args) -> dict:
             "total": round(time.perf_counter() - started, 3),
         },
     }
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}, {preview_path}, {args.out.with_suffix('.json')}", file=sys.stderr)
+    report_path.write_text(json.dumps(report, indent=2))
+    print(f"wrote {image_path}, {preview_path}, {report_path}", file=sys.stderr)
     return report
 
 

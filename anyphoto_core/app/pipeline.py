@@ -29,6 +29,7 @@ from ..flux import Flux, IdentityBatch, load_flux
 from ..placements import Placement
 from ..sampling import euler_sample, flux_schedule
 from ..tokens import PIXELS_PER_TOKEN, image_token_ids, pack_latent, unpack_tokens
+from ..validation import check_identity_embeddings
 from .models import ModelFiles, TextEncoders, load_clip_text_model, load_flux_vae, load_t5_encoder
 from .models.text_encoders import find_tokenizer_dirs, load_tokenizer
 from .models.tiny import TINY_CLIP_CONFIG, TINY_MAX_LENGTH, TINY_T5_CONFIG, TINY_VAE_CONFIG, ensure_tiny_models
@@ -182,7 +183,9 @@ class AnyPhotoPipeline:
             )
         canvases = build_canvases([face_patch(i) for i in identities], placements, size)
         tokens = encode_canvas_tokens(canvases, self.vae.encode)
-        emb = torch.from_numpy(np.stack([i.embedding for i in identities]))
+        emb = torch.from_numpy(
+            check_identity_embeddings(np.stack([i.embedding for i in identities]), self.adapter.config.embedding_dim)
+        )
         with torch.no_grad():
             deltas = self.adapter.modulation_offsets(emb)
         batch = identity_batch(tokens, deltas, 1, weights)

@@ -1,7 +1,9 @@
 """Face analysis: photos -> detected faces, 5 landmarks, aligned crops and ArcFace embeddings.
 
-Host-independent (insightface + onnxruntime + torch). See ``docs/faces.md`` for the model folder
-layout, providers, the embedding convention and the errors.
+Host-independent. Importing it needs neither torch nor insightface/onnxruntime: insightface and
+onnxruntime are imported by the first face operation (with the install fix when missing), and the
+torch parts (``TorchArcFace``, ``align_faces_torch``, ``similarity_umeyama``) on first access. See
+``docs/faces.md`` for the model folder layout, providers, the embedding convention and the errors.
 """
 
 from .alignment import aligned_crop_with_alpha, arcface_crop
@@ -23,13 +25,24 @@ from .errors import (
     NoFaceError,
     UnreadableImageError,
 )
-from .layout import placements_from_layout_photo
+from .layout import LayoutPlacements, placements_from_layout_photo
 from .model_pack import locate_model_pack
 from .photos import load_photo
 from .references import MIN_EYE_DISTANCE, FaceRef, Identity, build_identity, face_ref_from_photo, load_identities
 from .runtime import default_providers, onnxruntime_install_problem
-from .selection import CHOICE_RULES, choose_face
-from .torch_arcface import TorchArcFace, align_faces_torch, similarity_umeyama
+from .selection import CHOICE_RULES, FaceChoice, choose_face
+
+#: Names served lazily from ``torch_arcface`` (it imports torch).
+_TORCH_NAMES = ("TorchArcFace", "align_faces_torch", "similarity_umeyama")
+
+
+def __getattr__(name: str):
+    if name in _TORCH_NAMES:
+        from . import torch_arcface
+
+        return getattr(torch_arcface, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CHOICE_RULES",
@@ -39,12 +52,14 @@ __all__ = [
     "Detection",
     "Detector",
     "FaceAnalyzer",
+    "FaceChoice",
     "FaceError",
     "FaceModelError",
     "FaceRef",
     "FaceTooSmallError",
     "Identity",
     "InsightFaceDetector",
+    "LayoutPlacements",
     "MultipleFacesError",
     "NoFaceError",
     "Recognizer",

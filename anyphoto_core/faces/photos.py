@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from ..notices import PHOTO_LOOKS_TRUNCATED, Notice
 from .errors import UnreadableImageError
 
 
@@ -54,6 +56,8 @@ def array_to_rgb(array: np.ndarray, name: str) -> np.ndarray:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise UnreadableImageError(f"{name}: expected an image array (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+    if arr.dtype == np.uint8 and arr.shape[2] == 3:
+        return np.ascontiguousarray(arr)
     if arr.dtype == np.uint8:
         data = arr.astype(np.float64)
     elif arr.dtype == np.uint16:
@@ -72,6 +76,37 @@ def array_to_rgb(array: np.ndarray, name: str) -> np.ndarray:
     return np.clip(np.round(data), 0, 255).astype(np.uint8)
 
 
+@contextlib.contextmanager
+def _truncated_images_refused():
+    """Decode with Pillow's ``LOAD_TRUNCATED_IMAGES`` off (hosts such as ComfyUI switch it on), so a
+    partial file raises instead of loading with a grey bottom."""
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+def grey_tail_rows(image: np.ndarray) -> int:
+    """Rows at the bottom of an ``(H, W, 3)`` uint8 image that are exactly (128, 128, 128): what a
+    truncated JPEG decodes to when the decoder is told to accept it. 0 for an ordinary photo."""
+    flat = np.all(image == 128, axis=(1, 2))
+    return int(np.argmin(flat[::-1])) if not flat.all() else len(flat)
+
+
+def truncation_notice(image: np.ndarray, label: str, min_rows: int = 8) -> Notice | None:
+    """A notice when ``image`` ends in at least ``min_rows`` flat-grey rows (a truncated file loaded anyway)."""
+    rows = grey_tail_rows(image)
+    if rows < min_rows:
+        return None
+    return Notice(
+        PHOTO_LOOKS_TRUNCATED,
+        f"{label}: the bottom {rows} of {image.shape[0]} rows are flat grey (128), the mark of a truncated or "
+        "corrupt JPEG that was loaded anyway; re-export or re-upload the photo",
+    )
+
+
 def load_photo(source, name: str | None = None) -> np.ndarray:
     """Load a photo (path, PIL image or array) as ``(H, W, 3)`` uint8 RGB.
 
@@ -85,11 +120,23 @@ def load_photo(source, name: str | None = None) -> np.ndarray:
         if not path.is_file():
             raise UnreadableImageError(f"photo {label} does not exist or is not a file")
         try:
-            with Image.open(path) as image:
+            with _truncated_images_refused(), Image.open(path) as image:
                 image.load()
                 return pil_to_rgb(image)
+        except Image.DecompressionBombError as exc:
+            raise UnreadableImageError(
+                f"photo {label} has more pixels than Pillow opens safely ({exc}). Downscale it (for example to "
+                "6000 px on the long side) and try again"
+            ) from None
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-            raise UnreadableImageError(f"photo {label} could not be read as an image ({exc})") from None
+            damaged = not isinstance(exc, UnidentifiedImageError) and any(
+                word in str(exc) for word in ("truncated", "broken data")
+            )
+            what = "is truncated or corrupt" if damaged else "could not be read as an image"
+            raise UnreadableImageError(
+                f"photo {label} {what} ({exc}); re-export or re-download the photo (a partial file would give a "
+                "half-grey face)"
+            ) from None
     if isinstance(source, np.ndarray):
         return array_to_rgb(source, label)
     raise UnreadableImageError(

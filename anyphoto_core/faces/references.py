@@ -8,18 +8,18 @@ location canvas): the ``FaceRef`` with the highest detection score (first one on
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..geometry import arcface_template
+from ..notices import PHOTO_SKIPPED, Notice
 from .alignment import aligned_crop_with_alpha, arcface_crop
 from .analyzer import FaceAnalyzer
 from .errors import FaceError, FaceTooSmallError, MultipleFacesError, NoFaceError
-from .photos import load_photo, photo_name
-from .selection import choose_face
+from .photos import load_photo, photo_name, truncation_notice
+from .selection import FaceChoice, choose_face
 
 #: Default minimum eye distance (pixels in the source photo). The 112 crop has 35.2 px between
 #: the eyes; below 16 px the crop is upsampled more than 2.2x and the embedding degrades.
@@ -61,9 +61,11 @@ class FaceRef:
 
 @dataclass(frozen=True)
 class Identity:
-    """A person: ``faces`` (one :class:`FaceRef` per photo, at least one)."""
+    """A person: ``faces`` (one :class:`FaceRef` per photo, at least one) and ``notices``: what the user
+    must be told about them (e.g. photos skipped for having no face)."""
 
     faces: tuple[FaceRef, ...]
+    notices: tuple[Notice, ...] = ()
 
     def __post_init__(self):
         if not self.faces:
@@ -87,15 +89,18 @@ def face_ref_from_photo(
     name: str | None = None,
     rule: str = "largest",
     index: int = 0,
+    first: int = 0,
     expect_single: bool = False,
     crop_size: int = 512,
     min_eye_distance: float = MIN_EYE_DISTANCE,
 ) -> FaceRef:
-    """Detect, choose (``rule``/``index``, see :func:`choose_face`), align and embed one face of ``photo``.
+    """Detect, choose (``rule``/``index``/``first``, see :func:`choose_face`), align and embed one face of ``photo``.
 
-    ``photo``: path, PIL image or array (see :func:`load_photo`). Raises :class:`NoFaceError`,
-    :class:`MultipleFacesError` (only with ``expect_single``), :class:`FaceTooSmallError`.
+    ``photo``: path, PIL image or array (see :func:`load_photo`). ``crop_size``: a multiple of 112 or
+    128. Raises :class:`NoFaceError`, :class:`MultipleFacesError` (only with ``expect_single``),
+    :class:`FaceTooSmallError`.
     """
+    crop_landmarks = crop_template(crop_size)
     label = name or photo_name(photo, "image")
     image = load_photo(photo, label)
     detections = analyzer.detector.detect(image)
@@ -109,7 +114,7 @@ def face_ref_from_photo(
             f"{len(detections)} faces found in {label} but one was expected; crop the photo to one person or "
             "choose a face with a choice rule and index"
         )
-    det = choose_face(detections, rule, index, what=label)
+    det = choose_face(detections, rule, index, what=label, first=first)
     if det.eye_distance < min_eye_distance:
         raise FaceTooSmallError(
             f"the face in {label} is too small: {det.eye_distance:.1f} px between the eyes, at least "
@@ -125,36 +130,63 @@ def face_ref_from_photo(
         crop112=crop112,
         crop=crop,
         crop_alpha=alpha,
-        crop_landmarks=arcface_template(crop_size),
+        crop_landmarks=crop_landmarks,
         embedding=l2_normalize(analyzer.recognizer.embed(crop112)),
         faces_found=len(detections),
     )
 
 
+def crop_template(crop_size) -> np.ndarray:
+    """ArcFace landmarks of a ``crop_size`` crop; :class:`FaceError` unless it is a multiple of 112 or 128."""
+    if isinstance(crop_size, bool) or not isinstance(crop_size, (int, np.integer)) or crop_size < 112:
+        raise FaceError(f"crop_size must be a whole number of pixels, at least 112, got {crop_size!r}")
+    try:
+        return arcface_template(int(crop_size))
+    except ValueError as exc:
+        raise FaceError(f"crop_size {crop_size}: {exc} (e.g. 448 or 512)") from None
+
+
 def build_identity(
-    photos: Sequence, analyzer: FaceAnalyzer, *, on_no_face: str = "error", person: str = "person", **kwargs
+    photos: Sequence,
+    analyzer: FaceAnalyzer,
+    *,
+    on_no_face: str = "error",
+    person: str = "person",
+    choices: Sequence[FaceChoice | None] | None = None,
+    **kwargs,
 ) -> Identity:
     """An :class:`Identity` from one or more photos of one person (keyword args: :func:`face_ref_from_photo`).
 
-    ``on_no_face="skip"`` drops photos without a face (with a ``UserWarning``); a person left with
-    no photo is still an error.
+    ``choices``: per photo, the :class:`FaceChoice` for that photo only (None = the ``rule``/``index``
+    keyword arguments, default the largest face). ``on_no_face="skip"`` drops photos without a face
+    and says so in ``Identity.notices``; a person left with no photo is still an error.
     """
     if on_no_face not in ("error", "skip"):
         raise FaceError(f'on_no_face must be "error" or "skip", got {on_no_face!r}')
     if isinstance(photos, (str, bytes)) or not isinstance(photos, Sequence) or len(photos) == 0:
         raise FaceError(f"{person}: give a non-empty list of photos")
-    faces = []
-    for k, photo in enumerate(photos):
+    choices = [None] * len(photos) if choices is None else list(choices)
+    if len(choices) != len(photos):
+        raise FaceError(f"{person}: {len(choices)} face choices given for {len(photos)} photos")
+    faces, notices = [], []
+    for k, (photo, choice) in enumerate(zip(photos, choices, strict=True)):
+        label = photo_name(photo, f"{person} photo {k + 1}")
+        chosen = kwargs if choice is None else {**kwargs, "rule": choice.rule, "index": choice.index}
+        if choice is not None:
+            chosen["first"] = choice.first
+        image = load_photo(photo, label)
+        truncated = truncation_notice(image, label if label.startswith(person) else f"{person}: {label}")
+        if truncated is not None:
+            notices.append(truncated)
         try:
-            label = photo_name(photo, f"{person} photo {k + 1}")
-            faces.append(face_ref_from_photo(photo, analyzer, name=label, **kwargs))
+            faces.append(face_ref_from_photo(image, analyzer, name=label, **chosen))
         except NoFaceError as exc:
             if on_no_face == "error":
                 raise
-            warnings.warn(f"{exc}; skipping this photo", UserWarning, stacklevel=2)
+            notices.append(Notice(PHOTO_SKIPPED, f"{person}: {exc}; this photo was skipped"))
     if not faces:
         raise NoFaceError(f"{person}: none of the {len(photos)} photo(s) has a detectable face")
-    return Identity(tuple(faces))
+    return Identity(tuple(faces), tuple(notices))
 
 
 def load_identities(people: Sequence[Sequence], analyzer: FaceAnalyzer, **kwargs) -> list[Identity]:

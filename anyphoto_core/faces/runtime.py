@@ -1,10 +1,37 @@
-"""onnxruntime execution providers: which to ask for, which is active, broken installs."""
+"""onnxruntime execution providers: which to ask for, which is active, broken installs; and the
+import of the optional face-analysis packages (insightface, onnxruntime) with the install fix.
+
+The pack imports without insightface and onnxruntime; the first face operation imports them
+through :func:`import_face_package`, which says exactly what to install when one is missing.
+"""
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 
-import onnxruntime
+from .errors import FaceModelError
+
+#: What to run when insightface or onnxruntime is missing (install.py picks the right flavour).
+FACE_PACKAGES_FIX = (
+    "run `python install.py` in the AnyPhoto folder with ComfyUI's Python (it installs onnxruntime-gpu on "
+    "CUDA machines, onnxruntime elsewhere, then insightface without its conflicting dependencies), or by hand: "
+    "pip install onnxruntime-gpu (CPU only: onnxruntime) && pip install --no-deps insightface"
+)
+
+
+def import_face_package(name: str):
+    """Import ``name`` (``"onnxruntime"``, ``"insightface.app"``, ...) or raise :class:`FaceModelError`
+    saying which package is missing and how to install it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or name
+        raise FaceModelError(
+            f"face analysis needs the Python package {missing.split('.')[0]!r}, which is not installed or does "
+            f"not import ({exc}). Fix: {FACE_PACKAGES_FIX}"
+        ) from None
+
 
 #: Distributions that each install the ``onnxruntime`` Python package; two of them break each other.
 ONNXRUNTIME_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")
@@ -12,6 +39,7 @@ ONNXRUNTIME_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-dire
 
 def default_providers() -> list[str]:
     """``["CUDAExecutionProvider", "CPUExecutionProvider"]`` when onnxruntime offers CUDA, else CPU only."""
+    onnxruntime = import_face_package("onnxruntime")
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
@@ -51,8 +79,9 @@ def onnxruntime_install_problem(distributions: list[str] | None = None) -> str |
     )
 
 
-def quiet_session_options() -> onnxruntime.SessionOptions:
-    """Session options that keep onnxruntime's graph warnings (e.g. initializers listed as inputs) off the console."""
-    options = onnxruntime.SessionOptions()
+def quiet_session_options():
+    """``onnxruntime.SessionOptions`` that keep onnxruntime's graph warnings (e.g. initializers listed as
+    inputs) off the console."""
+    options = import_face_package("onnxruntime").SessionOptions()
     options.log_severity_level = 3
     return options

@@ -28,8 +28,15 @@ def test_rules_on_fixture_scene(fixture_analyzer):
     assert _is(choose_face(dets, "best_score"), A)
     assert [_is(choose_face(dets, "left_to_right", k), f) for k, f in enumerate((A, B, C))] == [True] * 3
     assert _is(choose_face(dets, "index", 1), C)
-    with pytest.raises(FaceError, match=r"face index 3 \(index\) asked for, but only 3 face\(s\)"):
+    with pytest.raises(
+        FaceError,
+        match=r"^photo: face 3 \(in detector order, the first face is 0\) was asked for, but only 3 face\(s\) "
+        r"were found \(valid: 0\.\.2\)$",
+    ):
         choose_face(dets, "index", 3)
+    # the user's own numbering (the CLI's #K counts from 1) in the message
+    with pytest.raises(FaceError, match=r"t1\.jpg: face 5 \(counted from the left, the first face is 1\) .* 1\.\.3\)"):
+        choose_face(dets, "left_to_right", 4, what="t1.jpg", first=1)
     with pytest.raises(FaceError, match="unknown face choice rule 'biggest'"):
         choose_face(dets, "biggest")
 
