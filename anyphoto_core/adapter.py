@@ -5,15 +5,22 @@
   Its last layer starts at zero, so a fresh adapter adds no offset.
 * LoRA A/B pairs on the image-path linears (double blocks: ``img_attn.qkv``, ``img_attn.proj``,
   ``img_mlp.0``, ``img_mlp.2``; single blocks: ``linear1``, ``linear2``). They are peft LoRA layers
-  (``peft.LoraConfig`` + ``inject_adapter_in_model``) hosted on a weightless *shadow* of those
-  linears, because they must only ever touch identity tokens: the block forwards call the host
-  model's own linear for every token and add :meth:`AnyPhotoAdapter.lora_delta` on identity rows.
+  (``peft.LoraConfig`` + ``inject_adapter_in_model``: peft's config, init and scaling) hosted on a
+  weightless *shadow* of those linears (their stand-in weights are deleted after injection),
+  because they must only ever touch identity tokens: the block forwards call the host model's own
+  linear for every token and add :meth:`AnyPhotoAdapter.lora_delta` on identity rows.
 
 File format (safetensors; metadata strings): ``format = "anyphoto-adapter"``,
-``format_version``, ``hidden_size``, ``mlp_hidden_dim``, ``depth``, ``depth_single_blocks``,
-``rank``, ``alpha``, ``targets`` (JSON), ``type_index``, ``embedding_kind``, ``embedding_dim``,
-``projector_hidden``, ``base_model``. Tensor keys: ``projector.{0,2}.{weight,bias}`` and
-``lora.<module path>.lora_{A,B}.weight``.
+``format_version`` (2), shape fields ``hidden_size``, ``mlp_hidden_dim``, ``depth``,
+``depth_single_blocks``, ``rank``, ``alpha``, ``embedding_dim``, ``projector_hidden``,
+``double_targets``/``single_targets`` (JSON lists), ``base_model``, and the *recipe* that
+inference must match with training, read by every host from the adapter and nowhere else:
+``type_index`` (RoPE axis 0 of identity tokens), ``token_rule`` (coverage rule, see
+:mod:`anyphoto_core.tokens`), ``embedding_kind`` (``"reference"`` or ``"gallery_mean"``) and
+``recognizer`` (name of the face recognizer whose embeddings the projector was trained on).
+Version-1 files (no ``token_rule``/``recognizer``) load as ``majority`` / ``gallery_mean`` /
+``antelopev2``, the values inference used for them. Tensor keys: ``projector.{0,2}.{weight,bias}``
+and ``lora.<module path>.lora_{A,B}.weight``.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model
@@ -30,13 +38,24 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from .blocks import LoraDeltaFn
+from .tokens import COVERAGE_RULES
+
 FORMAT_NAME = "anyphoto-adapter"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 DOUBLE_TARGETS = ("img_attn.qkv", "img_attn.proj", "img_mlp.0", "img_mlp.2")
 SINGLE_TARGETS = ("linear1", "linear2")
-#: Identity embedding convention (see docs/faces.md): per-photo L2-normalized ArcFace
-#: embeddings, averaged over a person's photos and L2-normalized again.
-DEFAULT_EMBEDDING_KIND = "arcface-antelopev2-l2norm-mean"
+#: Embedding kinds (what the projector was trained on; every embedding is L2-normalized, see
+#: docs/faces.md): ``"reference"`` = the embedding of the reference face pasted on the canvas
+#: (paper eq. 15); ``"gallery_mean"`` = the normalized mean over the person's photos.
+EMBEDDING_KINDS = ("reference", "gallery_mean")
+DEFAULT_EMBEDDING_KIND = "gallery_mean"
+#: Recognizer of the embeddings (the insightface model pack name for ArcFace antelopev2).
+DEFAULT_RECOGNIZER = "antelopev2"
+#: Format version 1 (no ``token_rule``/``recognizer``; ``embedding_kind`` was this one string)
+#: loads with the values inference used then: majority rule, gallery mean, antelopev2.
+_V1_EMBEDDING_KIND = "arcface-antelopev2-l2norm-mean"
 _ADAPTER_NAME = "default"
 
 
@@ -64,10 +83,18 @@ class AdapterConfig:
     embedding_dim: int = 512
     projector_hidden: int = 3072
     type_index: float = 1.0
+    token_rule: str = "majority"
     embedding_kind: str = DEFAULT_EMBEDDING_KIND
+    recognizer: str = DEFAULT_RECOGNIZER
     base_model: str = "flux.1-dev"
     double_targets: tuple[str, ...] = field(default=DOUBLE_TARGETS)
     single_targets: tuple[str, ...] = field(default=SINGLE_TARGETS)
+
+    def __post_init__(self):
+        if self.token_rule not in COVERAGE_RULES:
+            raise AdapterError(f"token_rule must be one of {COVERAGE_RULES}, got {self.token_rule!r}")
+        if self.embedding_kind not in EMBEDDING_KINDS:
+            raise AdapterError(f"embedding_kind must be one of {EMBEDDING_KINDS}, got {self.embedding_kind!r}")
 
     def target_shapes(self) -> dict[str, tuple[int, int]]:
         """``{"double_blocks.0.img_attn.qkv": (in, out), ...}`` for every LoRA target."""
@@ -84,39 +111,88 @@ class AdapterConfig:
         return shapes
 
     def to_metadata(self) -> dict[str, str]:
-        meta = {k: (json.dumps(list(v)) if isinstance(v, tuple) else str(v)) for k, v in asdict(self).items()}
+        meta = {name: _METADATA_TYPES[name][1](getattr(self, name)) for name in _METADATA_TYPES}
         meta.update(format=FORMAT_NAME, format_version=str(FORMAT_VERSION))
         return meta
 
     @classmethod
     def from_metadata(cls, meta: dict[str, str], source: str) -> AdapterConfig:
+        """Parse file metadata, each field by its declared parser (:data:`_METADATA_TYPES`)."""
         if meta.get("format") != FORMAT_NAME:
             raise AdapterError(f"{source} is not an AnyPhoto adapter (metadata format={meta.get('format')!r})")
-        if int(meta.get("format_version", -1)) != FORMAT_VERSION:
+        version = int(meta.get("format_version", "-1"))
+        if version not in READABLE_VERSIONS:
             raise AdapterError(
                 f"{source} has adapter format version {meta.get('format_version')}; this AnyPhoto reads "
-                f"version {FORMAT_VERSION}. Update AnyPhoto or re-export the adapter."
+                f"versions {READABLE_VERSIONS}. Update AnyPhoto or re-export the adapter."
             )
+        if version == 1:
+            meta = _upgrade_v1(meta)
         kwargs = {}
-        for f in cls.__dataclass_fields__.values():
-            if f.name not in meta:
-                raise AdapterError(f"{source} metadata lacks {f.name!r}")
-            raw = meta[f.name]
-            if f.name in ("double_targets", "single_targets"):
-                kwargs[f.name] = tuple(json.loads(raw))
-            elif f.type in ("int",):
-                kwargs[f.name] = int(raw)
-            elif f.type in ("float",):
-                kwargs[f.name] = float(raw)
-                if not math.isfinite(kwargs[f.name]):
-                    raise AdapterError(f"{source} metadata {f.name}={raw!r} is not a finite number")
-            else:
-                kwargs[f.name] = raw
-        return cls(**kwargs)
+        for name, (parse, _) in _METADATA_TYPES.items():
+            if name not in meta:
+                raise AdapterError(f"{source} metadata lacks {name!r}")
+            try:
+                kwargs[name] = parse(meta[name])
+            except (ValueError, TypeError) as exc:
+                raise AdapterError(f"{source} metadata {name}={meta[name]!r} is not valid ({exc})") from None
+        try:
+            return cls(**kwargs)
+        except AdapterError as exc:
+            raise AdapterError(f"{source}: {exc}") from None
+
+
+def _parse_finite(raw: str) -> float:
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError("not a finite number")
+    return value
+
+
+def _parse_tuple(raw: str) -> tuple[str, ...]:
+    values = json.loads(raw)
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValueError("expected a JSON list of module names")
+    return tuple(values)
+
+
+def _upgrade_v1(meta: dict[str, str]) -> dict[str, str]:
+    """Version-1 metadata with the recipe values inference used for those files."""
+    out = dict(meta)
+    out.setdefault("token_rule", "majority")
+    out.setdefault("recognizer", DEFAULT_RECOGNIZER)
+    if out.get("embedding_kind") == _V1_EMBEDDING_KIND:
+        out["embedding_kind"] = "gallery_mean"
+    return out
+
+
+#: Metadata field -> (parse from string, format to string). Every AdapterConfig field is here.
+_METADATA_TYPES: dict[str, tuple[Callable[[str], object], Callable[[object], str]]] = {
+    "hidden_size": (int, str),
+    "mlp_hidden_dim": (int, str),
+    "depth": (int, str),
+    "depth_single_blocks": (int, str),
+    "rank": (int, str),
+    "alpha": (_parse_finite, str),
+    "embedding_dim": (int, str),
+    "projector_hidden": (int, str),
+    "type_index": (_parse_finite, str),
+    "token_rule": (str, str),
+    "embedding_kind": (str, str),
+    "recognizer": (str, str),
+    "base_model": (str, str),
+    "double_targets": (_parse_tuple, lambda v: json.dumps(list(v))),
+    "single_targets": (_parse_tuple, lambda v: json.dumps(list(v))),
+}
 
 
 class _ShadowLinears(nn.Module):
-    """Weightless (meta) stand-ins for the host's target linears, named like the host's modules."""
+    """Weightless stand-ins for the host's target linears, named like the host's modules.
+
+    peft needs a linear to host each LoRA pair; the host's real linear is never called through
+    it. After injection the stand-ins' weights are removed (:func:`_drop_shadow_weights`), so
+    every parameter of the adapter is a real LoRA/projector weight: ``.to()``, ``.half()`` and DDP
+    work on the adapter directly."""
 
     def __init__(self, shapes: dict[str, tuple[int, int]]):
         super().__init__()
@@ -129,6 +205,14 @@ class _ShadowLinears(nn.Module):
                         parent.add_module(name, nn.Module())
                     parent = getattr(parent, name)
                 parent.add_module(leaf, nn.Linear(fan_in, fan_out, bias=False))
+
+
+def _drop_shadow_weights(layer: LoraLayer) -> None:
+    """Materialize a peft layer's LoRA pair on the CPU (peft's init) and delete its stand-in weight."""
+    layer.lora_A.to_empty(device="cpu")
+    layer.lora_B.to_empty(device="cpu")
+    layer.reset_lora_parameters(_ADAPTER_NAME, init_lora_weights=True)
+    layer.get_base_layer().register_parameter("weight", None)
 
 
 class AnyPhotoAdapter(nn.Module):
@@ -156,9 +240,7 @@ class AnyPhotoAdapter(nn.Module):
         self._layers: dict[str, LoraLayer] = {}
         for path, module in self.lora.named_modules():
             if isinstance(module, LoraLayer):
-                module.lora_A.to_empty(device="cpu")
-                module.lora_B.to_empty(device="cpu")
-                module.reset_lora_parameters(_ADAPTER_NAME, init_lora_weights=True)
+                _drop_shadow_weights(module)
                 self._layers[path] = module
 
     @property
@@ -176,13 +258,29 @@ class AnyPhotoAdapter(nn.Module):
         return self.projector(embeddings.to(device=weight.device, dtype=weight.dtype))
 
     def lora_delta(self, path: str, x: Tensor) -> Tensor | None:
-        """LoRA output ``B(A(dropout(x))) * alpha / rank`` for the target at ``path``, or None."""
+        """LoRA output ``B(A(dropout(x))) * alpha / rank`` for the target at ``path``, or None.
+
+        Computed on the LoRA weights' device and dtype (the adapter may sit elsewhere under
+        offloading) and returned on ``x``'s device and dtype."""
         layer = self._layers.get(path)
         if layer is None:
             return None
         lora_a, lora_b = layer.lora_A[_ADAPTER_NAME], layer.lora_B[_ADAPTER_NAME]
-        h = layer.lora_dropout[_ADAPTER_NAME](x.to(lora_a.weight.dtype))
-        return (lora_b(lora_a(h)) * layer.scaling[_ADAPTER_NAME]).to(x.dtype)
+        h = layer.lora_dropout[_ADAPTER_NAME](x.to(device=lora_a.weight.device, dtype=lora_a.weight.dtype))
+        return (lora_b(lora_a(h)) * layer.scaling[_ADAPTER_NAME]).to(device=x.device, dtype=x.dtype)
+
+    def lora_function(self, strength: float = 1.0) -> LoraDeltaFn | None:
+        """The LoRA function of a forward at ``strength``: ``strength * lora_delta`` (None at 0)."""
+        if strength == 0.0:
+            return None
+        if strength == 1.0:
+            return self.lora_delta
+
+        def scaled(path: str, x: Tensor) -> Tensor | None:
+            out = self.lora_delta(path, x)
+            return None if out is None else out * strength
+
+        return scaled
 
     def adapter_state_dict(self) -> dict[str, Tensor]:
         """Tensors as stored in the file (see module docstring for the key layout)."""

@@ -27,7 +27,8 @@ from .attention import AttentionFn, isolated_attention, sdpa_attention
 LoraDeltaFn = Callable[[str, Tensor], "Tensor | None"]
 
 
-def _no_lora(path: str, x: Tensor) -> None:
+def no_lora(path: str, x: Tensor) -> None:
+    """The LoRA function of a forward without LoRA: no delta for any path."""
     return None
 
 
@@ -46,7 +47,7 @@ class IdentityContext:
 
     lengths: Sequence[int]
     id_vec: Tensor
-    lora_delta: LoraDeltaFn = _no_lora
+    lora_delta: LoraDeltaFn = no_lora
     attn_fn: AttentionFn = sdpa_attention
     isolate: bool = True
     global_sees_identities: Tensor | None = None

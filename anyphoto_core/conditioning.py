@@ -7,8 +7,11 @@ The three steps every host runs (ComfyUI nodes, the standalone pipeline, the tra
    (paper eq. 13). ``encode`` is the host's VAE: it takes images ``(N, 3, H, W)`` float in
    [-1, 1] and returns latents ``(N, 16, H/8, W/8)`` **in the diffusion model's latent space**
    (FLUX: ``(vae_latent - 0.1159) * 0.3611``; ComfyUI: ``VAE.encode`` then ``process_latent_in``).
-3. :func:`identity_batch`: concatenate the pruned tokens, ids and per-identity modulation
-   offsets (``weight_i * MLP(embedding_i)``) into a :class:`~anyphoto_core.flux.IdentityBatch`.
+3. :func:`identity_inputs`: project the embeddings with the adapter and assemble the forward's
+   :class:`~anyphoto_core.identity.IdentityInputs` (tokens, ids, ``weight_i * MLP(embedding_i)``,
+   the LoRA function at the chosen strength).
+
+The coverage rule and type index come from the adapter (``adapter.config``), never from the host.
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .adapter import AnyPhotoAdapter
 from .canvas import DEFAULT_SCALE_RANGE, FacePatch, LocationCanvas, build_location_canvas
-from .flux import IdentityBatch
+from .identity import IdentityInputs
 from .placements import Placement
 from .tokens import PIXELS_PER_TOKEN, IdentityTokens, prune_canvas_tokens, token_keep_mask
-from .validation import check_identity_weights
 
 EncodeFn = Callable[[Tensor], Tensor]
 
@@ -71,9 +74,12 @@ def canvases_to_tensor(canvases: Sequence[LocationCanvas]) -> Tensor:
 
 
 def encode_canvas_tokens(
-    canvases: Sequence[LocationCanvas], encode: EncodeFn, rule: str = "majority", type_index: float = 1.0
+    canvases: Sequence[LocationCanvas], encode: EncodeFn, *, rule: str, type_index: float
 ) -> list[IdentityTokens]:
-    """VAE-encode every canvas (one batched call) and prune each to its face tokens."""
+    """VAE-encode every canvas (one batched call) and prune each to its face tokens.
+
+    ``rule`` (token coverage rule) and ``type_index`` (RoPE axis 0) are the adapter's
+    (``adapter.config.token_rule``, ``adapter.config.type_index``)."""
     if not canvases:
         return []
     keeps = check_canvas_tokens(canvases, rule)
@@ -81,30 +87,17 @@ def encode_canvas_tokens(
     return [prune_canvas_tokens(latents[i : i + 1], keep, type_index) for i, keep in enumerate(keeps)]
 
 
-def identity_batch(
+def identity_inputs(
+    adapter: AnyPhotoAdapter,
     tokens: Sequence[IdentityTokens],
-    deltas: Tensor,
-    batch: int,
+    embeddings: Tensor,
     weights: Sequence[float] | None = None,
-) -> IdentityBatch:
-    """Assemble the forward's identity inputs.
+    lora_strength: float = 1.0,
+) -> IdentityInputs:
+    """The forward's identity inputs from pruned tokens and embeddings ``(N, 512)``.
 
-    Args:
-        tokens: per identity, pruned tokens ``(1, n_i, 64)``.
-        deltas: ``(N, hidden)`` projector outputs ``MLP(embedding_i)``.
-        batch: batch size of the forward (tokens and ids are repeated per row).
-        weights: per-identity multiplier of ``delta`` (identity strength), default 1.
+    ``delta_i = weights[i] * adapter.projector(embeddings[i])`` (float32, on the adapter's device;
+    differentiable, for training) and the LoRA function ``lora_strength * lora_delta``.
     """
-    n = len(tokens)
-    if deltas.shape[0] != n:
-        raise ValueError(f"{n} identities have token sets but {deltas.shape[0]} embeddings")
-    weights = check_identity_weights([1.0] * n if weights is None else weights, n, "identity weights")
-    if n == 0:
-        return IdentityBatch(
-            deltas.new_zeros(batch, 0, 64), torch.zeros(batch, 0, 3), (), deltas.new_zeros(batch, 0, 0)
-        )
-    toks = torch.cat([t.tokens for t in tokens], dim=1).expand(batch, -1, -1)
-    ids = torch.cat([t.ids for t in tokens], dim=0)[None].expand(batch, -1, -1)
-    scale = torch.tensor(weights, dtype=deltas.dtype, device=deltas.device)[:, None]
-    delta = (deltas * scale)[None].expand(batch, -1, -1)
-    return IdentityBatch(toks, ids, tuple(t.count for t in tokens), delta)
+    deltas = adapter.modulation_offsets(embeddings).float()
+    return IdentityInputs.from_tokens(tokens, deltas, weights, adapter.lora_function(lora_strength))

@@ -25,7 +25,8 @@ from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
 from .attention import AttentionFn, sdpa_attention
-from .blocks import IdentityContext, apply_rope, double_block_forward, single_block_forward
+from .blocks import apply_rope, double_block_forward, single_block_forward
+from .identity import IdentityInputs
 from .state_dicts import assign_state_dict, state_dict_mismatch
 
 COMFY_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
@@ -271,21 +272,6 @@ class LastLayer(nn.Module):
         return self.linear(x)
 
 
-@dataclass
-class IdentityBatch:
-    """Identity inputs of one forward, already pruned and projected.
-
-    ``tokens``: ``(B, M, in_channels)`` packed canvas tokens of all identities, concatenated;
-    ``ids``: ``(B, M, 3)`` float32 RoPE ids; ``lengths``: tokens per identity;
-    ``delta``: ``(B, N, hidden)`` modulation offsets ``delta_c_i`` (weights already applied).
-    """
-
-    tokens: Tensor
-    ids: Tensor
-    lengths: tuple[int, ...]
-    delta: Tensor
-
-
 class Flux(nn.Module):
     """FLUX.1 transformer (black-forest-labs layout)."""
 
@@ -347,8 +333,7 @@ class Flux(nn.Module):
         timesteps: Tensor,
         y: Tensor,
         guidance: Tensor | None,
-        identities: IdentityBatch | None,
-        lora_delta=None,
+        identities: IdentityInputs | None,
         attn_fn: AttentionFn = sdpa_attention,
         isolate: bool = True,
         global_sees_identities: Tensor | None = None,
@@ -366,18 +351,9 @@ class Flux(nn.Module):
         img = self.img_in(img)
         txt = self.txt_in(txt)
         ctx = None
-        if identities is not None and sum(identities.lengths) > 0:
-            img = torch.cat([img, self.img_in(identities.tokens.to(img.dtype))], dim=1)
-            img_ids = torch.cat([img_ids.float(), identities.ids.float()], dim=1)
-            ctx = IdentityContext(
-                lengths=identities.lengths,
-                id_vec=vec[:, None, :] + identities.delta.to(vec.dtype),
-                attn_fn=attn_fn,
-                isolate=isolate,
-                global_sees_identities=global_sees_identities,
-            )
-            if lora_delta is not None:
-                ctx.lora_delta = lora_delta
+        if identities is not None and identities.total > 0:
+            img, img_ids = identities.append_to_image(img, img_ids, self.img_in)
+            ctx = identities.context(vec, attn_fn, isolate, global_sees_identities)
         pe = self.pe_embedder(torch.cat((txt_ids.float(), img_ids.float()), dim=1))
         for i, block in enumerate(self.double_blocks):
             if ctx is None:

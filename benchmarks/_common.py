@@ -176,7 +176,7 @@ def identity_tokens(size: int, count: int, pruned: bool = True) -> list[Identity
     canvases = build_canvases([patch] * count, placements, (size, size))
     if not pruned:
         canvases = [dataclasses.replace(c, mask=np.ones_like(c.mask)) for c in canvases]
-    return encode_canvas_tokens(canvases, _stand_in_vae)
+    return encode_canvas_tokens(canvases, _stand_in_vae, rule="majority", type_index=1.0)
 
 
 def image_tokens(size: int) -> int:

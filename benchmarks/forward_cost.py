@@ -31,7 +31,7 @@ from _common import (
 )
 
 from anyphoto_core.adapter import AdapterConfig, AnyPhotoAdapter
-from anyphoto_core.conditioning import identity_batch
+from anyphoto_core.conditioning import identity_inputs
 from anyphoto_core.flux import Flux, FluxParams
 from anyphoto_core.tokens import image_token_ids
 
@@ -70,16 +70,11 @@ def random_adapter(params: FluxParams, device: torch.device, dtype: torch.dtype)
         for key, t in adapter.adapter_state_dict().items():
             if key.endswith("lora_B.weight") or key.startswith("projector.2"):
                 t.normal_(0, 0.02)
-    adapter.projector.to(device=device, dtype=dtype)
-    for path in adapter.target_paths:  # the LoRA hosts are weightless (meta) shadows: move A and B only
-        layer = adapter.lora.get_submodule(path)
-        layer.lora_A.to(device=device, dtype=dtype)
-        layer.lora_B.to(device=device, dtype=dtype)
-    return adapter.eval().requires_grad_(False)
+    return adapter.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
 def param_bytes(module: torch.nn.Module) -> int:
-    return sum(p.numel() * p.element_size() for p in module.parameters() if p.device.type != "meta")
+    return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
 def full_flux_bytes(dtype: torch.dtype) -> int:
@@ -108,17 +103,16 @@ def configurations(
     device: torch.device,
     dtype: torch.dtype,
 ) -> dict[str, tuple[str, int, tuple[int, ...], object]]:
-    """``{name: (mode, identities, lengths, IdentityBatch | None)}``, stock first."""
+    """``{name: (mode, identities, lengths, IdentityInputs | None)}``, stock first."""
     out = {"stock": ("stock", 0, (), None)}
     embeddings = torch.nn.functional.normalize(torch.randn(8, 512, generator=torch.Generator().manual_seed(3)), dim=-1)
-    deltas = adapter.modulation_offsets(embeddings.to(device))
     for mode, counts in (("pruned", ids), ("unpruned", unpruned_ids)):
         for n in counts:
             tokens = [
                 type(t)(t.tokens.to(device=device, dtype=dtype), t.ids.to(device), t.index, t.grid)
                 for t in identity_tokens(size, n, pruned=mode == "pruned")
             ]
-            batch = identity_batch(tokens, deltas[:n], batch=1)
+            batch = identity_inputs(adapter, tokens, embeddings[:n].to(device)).to(device, dtype)
             out[f"{mode} x{n}"] = (mode, n, batch.lengths, batch)
     return out
 
@@ -160,7 +154,7 @@ def run(args) -> list[dict]:
             with torch.inference_mode():
                 if batch is None:
                     return model(*inputs)
-                return model.forward_anyphoto(*inputs, batch, lora_delta=adapter.lora_delta)
+                return model.forward_anyphoto(*inputs, batch)
 
         fns = {name: (lambda b=cfg[3]: call(b)) for name, cfg in configs.items()}
         timing = paired_rounds(fns, "stock", args.rounds, device)

@@ -8,42 +8,25 @@ import os
 import torch
 
 from anyphoto_core.adapter import AdapterError, load_adapter
-from anyphoto_core.conditioning import encode_canvas_tokens
-from anyphoto_core.tokens import PIXELS_PER_TOKEN
+from anyphoto_core.conditioning import encode_canvas_tokens, identity_inputs
+from anyphoto_core.identity import IdentityInputs
 from anyphoto_core.validation import check_identity_embeddings, check_identity_weights
 
 from . import host
-from .patching import WRAPPER_KEY, AnyPhotoWrapper, IdentityPayload, NotFluxError, check_flux_model, scaled_lora
+from .patching import WRAPPER_KEY, AnyPhotoWrapper, NotFluxError, SigmaWindow, check_flux_model
 from .types import ADAPTER, CANVAS, EMBEDS
 
 CATEGORY = "AnyPhoto/model"
 
 
-class AdapterWeights(torch.nn.Module):
-    """The adapter's real weights (projector, LoRA A/B) as one module ComfyUI can move.
-
-    The adapter's peft LoRA layers sit on weightless (meta) shadow linears that cannot be moved, so
-    the ModelPatcher holds this container of the *same* submodules; ``adapter`` is the full object."""
-
-    def __init__(self, adapter):
-        super().__init__()
-        self.projector = adapter.projector
-        self.lora = torch.nn.ModuleList(m for name, m in adapter.named_modules() if name.endswith(("lora_A", "lora_B")))
-        self._adapter = (adapter,)  # a tuple: not registered as a submodule
-
-    @property
-    def adapter(self):
-        return self._adapter[0]
-
-
 def adapter_patcher(adapter):
-    """A ``comfy.model_patcher.ModelPatcher`` around an ``AnyPhotoAdapter``'s weights so ComfyUI's model
-    management loads and offloads them with the diffusion model (``set_additional_models``)."""
+    """A ``comfy.model_patcher.ModelPatcher`` around an ``AnyPhotoAdapter`` so ComfyUI's model
+    management loads and offloads its weights with the diffusion model (``set_additional_models``)."""
     import comfy.model_management
     import comfy.model_patcher
 
     return comfy.model_patcher.ModelPatcher(
-        AdapterWeights(adapter),
+        adapter,
         load_device=comfy.model_management.get_torch_device(),
         offload_device=comfy.model_management.unet_offload_device(),
     )
@@ -201,7 +184,7 @@ class AnyPhotoApply:
         dm = model.model.diffusion_model
         depth, singles = check_flux_model(dm)
         check_block_replace_contract(dm)
-        core = adapter.model.adapter
+        core = adapter.model
         cfg = core.config
         if (cfg.hidden_size, cfg.depth, cfg.depth_single_blocks) != (dm.hidden_size, depth, singles):
             raise AdapterError(
@@ -214,33 +197,31 @@ class AnyPhotoApply:
                 f"{count} canvases but {embeds.embeddings.shape[0]} embeddings: feed AnyPhoto Build Location Canvas "
                 "and AnyPhoto ArcFace Embed from the same AnyPhoto Load Face Refs"
             )
-        weights = parse_weights(person_weights, count, identity_weight)
         embeddings = check_identity_embeddings(embeds.embeddings, cfg.embedding_dim)
         bar = host.progress_bar(3)
         tokens = encode_canvas_tokens(
-            list(canvas.canvases), lambda x: _vae_encode(vae, model, x), type_index=cfg.type_index
+            list(canvas.canvases),
+            lambda x: _vae_encode(vae, model, x),
+            rule=cfg.token_rule,
+            type_index=cfg.type_index,
         )
         bar.update(1)
         with torch.no_grad():
-            deltas = core.modulation_offsets(torch.from_numpy(embeddings)).float().cpu()
-        deltas = deltas * torch.tensor(weights)[:, None]
+            inputs = identity_inputs(
+                core,
+                tokens,
+                torch.from_numpy(embeddings),
+                parse_weights(person_weights, count, identity_weight),
+                lora_strength,
+            ).to("cpu")
         bar.update(1)
         ms = model.get_model_object("model_sampling")
-        width, height = canvas.size
-        payload = IdentityPayload(
-            tokens=torch.cat([t.tokens for t in tokens], dim=1).detach().cpu(),
-            ids=torch.cat([t.ids for t in tokens], dim=0).float().cpu(),
-            lengths=tuple(t.count for t in tokens),
-            deltas=deltas,
-            grid=(height // PIXELS_PER_TOKEN, width // PIXELS_PER_TOKEN),
-            size=(width, height),
-            lora_delta=scaled_lora(core, lora_strength),
-            sigma_start=float(ms.percent_to_sigma(start_percent)),
-            sigma_end=float(ms.percent_to_sigma(end_percent)),
-        )
+        window = SigmaWindow(float(ms.percent_to_sigma(start_percent)), float(ms.percent_to_sigma(end_percent)))
         patched = model.clone()
         patched.add_wrapper_with_key(
-            comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, AnyPhotoWrapper(payload, comfy_attention)
+            comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL,
+            WRAPPER_KEY,
+            AnyPhotoWrapper(inputs, window, comfy_attention),
         )
         patched.set_additional_models(WRAPPER_KEY, [adapter])
         bar.update(1)
@@ -254,12 +235,12 @@ def _vae_encode(vae, model, images: torch.Tensor) -> torch.Tensor:
     return model.model.process_latent_in(latent).float().cpu()
 
 
-def identity_payload(model) -> IdentityPayload | None:
-    """The payload of AnyPhotoApply on ``model`` (a ModelPatcher), or None if it is not patched."""
+def identity_inputs_of(model) -> IdentityInputs | None:
+    """The identity inputs AnyPhotoApply attached to ``model`` (a ModelPatcher), or None if not patched."""
     import comfy.patcher_extension
 
     wrappers = model.get_wrappers(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY)
     for w in wrappers or []:
         if isinstance(w, AnyPhotoWrapper):
-            return w.payload
+            return w.inputs
     return None

@@ -1,22 +1,24 @@
 """How AnyPhoto attaches to a ComfyUI FLUX model: a DIFFUSION_MODEL wrapper plus per-call patches.
 
 Host-agnostic on purpose (no ``comfy`` import): ComfyUI pieces (its attention kernel, the wrapper
-registration) are passed in by :mod:`nodes.apply`, so the tests can drive these callbacks with the
+registration) are passed in by :mod:`nodes.model`, so the tests can drive these callbacks with the
 core's reference FLUX and args dicts shaped like ComfyUI's.
 
 Per diffusion-model call, :class:`AnyPhotoWrapper`:
 
 1. reads ``transformer_options["sigmas"]`` (start/end gating) and ``["cond_or_uncond"]``
    (0 = cond, 1 = uncond; identities are visible to the global tokens of cond rows only);
-2. copies ``transformer_options`` and adds a ``post_input`` patch (appends the identity tokens, run
-   through the model's own ``img_in``, and their fp32 RoPE ids to ``img``/``img_ids``) and
-   ``patches_replace["dit"][("double_block"|"single_block", i)]`` callbacks that run the core block
-   forwards (:mod:`anyphoto_core.blocks`) with an :class:`~anyphoto_core.blocks.IdentityContext`;
+2. copies ``transformer_options`` and adds a ``post_input`` patch
+   (:meth:`~anyphoto_core.identity.IdentityInputs.append_to_image`: identity tokens through the
+   model's own ``img_in``, fp32 RoPE ids) and ``patches_replace["dit"][("double_block"|"single_block", i)]``
+   callbacks that run the core block forwards (:mod:`anyphoto_core.blocks`) with the context of
+   :meth:`~anyphoto_core.identity.IdentityInputs.context`;
 3. calls the next executor. ComfyUI's ``_forward`` drops every appended token from the output.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +27,7 @@ from torch import Tensor
 
 from anyphoto_core.attention import AttentionFn, sdpa_attention
 from anyphoto_core.blocks import IdentityContext, double_block_forward, single_block_forward
+from anyphoto_core.identity import IdentityInputs
 
 WRAPPER_KEY = "anyphoto"
 #: ``transformer_options`` flag that drops the identities for one call (identity guidance's second pass).
@@ -81,56 +84,6 @@ def check_flux_model(diffusion_model) -> tuple[int, int]:
     return len(diffusion_model.double_blocks), len(diffusion_model.single_blocks)
 
 
-@dataclass
-class IdentityPayload:
-    """What AnyPhotoApply computed once; shared by every call.
-
-    ``tokens``: ``(1, M, 64)`` pruned canvas tokens (model latent space, before ``img_in``);
-    ``ids``: ``(M, 3)`` float32 RoPE ids; ``lengths``: tokens per identity;
-    ``deltas``: ``(N, hidden)`` modulation offsets, per-person weights applied;
-    ``grid``: ``(h_tok, w_tok)`` token grid of the canvas; ``size``: canvas ``(width, height)`` px;
-    ``lora_delta(path, x)``: LoRA term (strength applied) or None;
-    ``sigma_start >= sigma_end``: identities are active while ``sigma_end <= sigma <= sigma_start``.
-    """
-
-    tokens: Tensor
-    ids: Tensor
-    lengths: tuple[int, ...]
-    deltas: Tensor
-    grid: tuple[int, int]
-    size: tuple[int, int]
-    lora_delta: Callable[[str, Tensor], Tensor | None]
-    sigma_start: float = float("inf")
-    sigma_end: float = 0.0
-
-    def check_latent(self, latent_hw: Sequence[int]) -> None:
-        """Raise ``ValueError`` naming both sizes if a latent ``(h, w)`` does not fit the canvas."""
-        h, w = int(latent_hw[0]), int(latent_hw[1])
-        grid = (-(-h // 2), -(-w // 2))
-        if grid != tuple(self.grid):
-            raise ValueError(
-                f"the latent is {w * 8}x{h * 8} px but the AnyPhoto canvas is {self.size[0]}x{self.size[1]} px; "
-                "use the same width and height for the empty latent and AnyPhoto Build Location Canvas"
-            )
-
-    def active_at(self, sigma: float) -> bool:
-        return self.sigma_end <= sigma <= self.sigma_start
-
-
-def scaled_lora(adapter, strength: float) -> Callable[[str, Tensor], Tensor | None]:
-    """``adapter.lora_delta`` times ``strength``, computed on the adapter's device and dtype and
-    returned on ``x``'s device and dtype (the adapter may sit elsewhere under offloading)."""
-    if strength == 0.0:
-        return lambda path, x: None
-
-    def lora_delta(path: str, x: Tensor) -> Tensor | None:
-        layer_device = adapter.projector[0].weight.device
-        out = adapter.lora_delta(path, x.to(layer_device))
-        return None if out is None else (out * strength).to(device=x.device, dtype=x.dtype)
-
-    return lora_delta
-
-
 def row_flags(cond_or_uncond: Sequence[int] | None, batch: int, device) -> Tensor | None:
     """``(B,)`` bool, True for cond rows (identity visible to global tokens); None = all rows cond."""
     if not cond_or_uncond:
@@ -142,73 +95,42 @@ def row_flags(cond_or_uncond: Sequence[int] | None, batch: int, device) -> Tenso
     return flags.repeat_interleave(per_chunk)
 
 
-@dataclass
-class CallState:
-    """Per-call identity state shared by the post_input and block patches of one forward."""
-
-    payload: IdentityPayload
-    img_in: Callable[[Tensor], Tensor]
-    attn_fn: AttentionFn
-    sees: Tensor | None
-    active: bool
-    isolate: bool = True
-
-    def context(self, vec: Tensor) -> IdentityContext:
-        """The core's :class:`IdentityContext` for this call: ``id_vec = vec + weight_i * delta_i``."""
-        delta = self.payload.deltas.to(device=vec.device, dtype=vec.dtype)
-        return IdentityContext(
-            lengths=self.payload.lengths,
-            id_vec=vec[:, None, :] + delta[None],
-            lora_delta=self.payload.lora_delta,
-            attn_fn=self.attn_fn,
-            isolate=self.isolate,
-            global_sees_identities=self.sees,
-        )
-
-
 class PostInputPatch:
-    """``post_input``: append identity tokens (via the model's ``img_in``) and fp32 ids to img/img_ids."""
+    """``post_input``: append the identity tokens (via the model's ``img_in``) and fp32 ids to img/img_ids."""
 
-    def __init__(self, call: CallState):
-        self.call = call
+    def __init__(self, inputs: IdentityInputs, img_in: Callable[[Tensor], Tensor]):
+        self.inputs, self.img_in = inputs, img_in
 
     def __call__(self, args: dict, **kwargs) -> dict:
         out = dict(args)
-        if not self.call.active:
-            return out
-        img, img_ids = args["img"], args["img_ids"]
-        batch = img.shape[0]
-        tokens = self.call.payload.tokens.to(device=img.device)
-        id_tokens = self.call.img_in(tokens.to(img.dtype)).to(img.dtype).expand(batch, -1, -1)
-        ids = self.call.payload.ids.to(device=img_ids.device, dtype=torch.float32)[None].expand(batch, -1, -1)
-        out["img"] = torch.cat([img, id_tokens], dim=1)
-        out["img_ids"] = torch.cat([img_ids.float(), ids], dim=1)
+        out["img"], out["img_ids"] = self.inputs.append_to_image(args["img"], args["img_ids"], self.img_in)
         return out
+
+
+ContextFn = Callable[[Tensor], IdentityContext]
 
 
 class BlockPatch:
     """Shared body of the ``patches_replace["dit"]`` block callbacks.
 
-    While the identities are inactive it calls ComfyUI's ``original_block``; otherwise it refuses an
-    attention mask and runs :meth:`forward` (the core block forward) with the call's
-    :class:`~anyphoto_core.blocks.IdentityContext` and the block's adapter path ``"<PATH>.<index>"``.
-    ``KIND`` is the block's key in ``patches_replace["dit"]``, ``PATH`` its module list in the FLUX model.
+    Refuses an attention mask and runs :meth:`forward` (the core block forward) with the call's
+    :class:`~anyphoto_core.blocks.IdentityContext` (``context(vec)``) and the block's adapter path
+    ``"<PATH>.<index>"``. ``KIND`` is the block's key in ``patches_replace["dit"]``, ``PATH`` its
+    module list in the FLUX model.
     """
 
     KIND = PATH = ""
 
-    def __init__(self, call: CallState, index: int, block):
-        self.call, self.index, self.block = call, index, block
+    def __init__(self, context: ContextFn, index: int, block):
+        self.context, self.index, self.block = context, index, block
 
     def __call__(self, args: dict, extra: dict, **kwargs) -> dict:
-        if not self.call.active:
-            return extra["original_block"](args)
         if args.get("attn_mask") is not None:
             raise ValueError(
                 "AnyPhoto cannot be combined with an attention-mask conditioning (e.g. StyleModelApply with "
                 "strength_type attn_bias): remove that node or set its strength_type to multiply"
             )
-        return self.forward(args, self.call.context(args["vec"]), f"{self.PATH}.{self.index}")
+        return self.forward(args, self.context(args["vec"]), f"{self.PATH}.{self.index}")
 
     def forward(self, args: dict, ctx: IdentityContext, path: str) -> dict:
         raise NotImplementedError
@@ -240,31 +162,49 @@ def current_sigma(transformer_options: dict) -> float | None:
     return float(torch.as_tensor(sigmas).max())
 
 
-def patched_options(transformer_options: dict, call: CallState, diffusion_model) -> dict:
+def patched_options(transformer_options: dict, inputs: IdentityInputs, context: ContextFn, diffusion_model) -> dict:
     """A copy of ``transformer_options`` with AnyPhoto's post_input and block patches added
     (the caller's dicts and lists are never modified)."""
     options = dict(transformer_options)
     patches = {k: list(v) for k, v in options.get("patches", {}).items()}
-    patches.setdefault("post_input", []).append(PostInputPatch(call))
+    patches.setdefault("post_input", []).append(PostInputPatch(inputs, diffusion_model.img_in))
     replace = {k: dict(v) for k, v in options.get("patches_replace", {}).items()}
     dit = replace.setdefault("dit", {})
     for patch in (DoubleBlockPatch, SingleBlockPatch):
         for i, block in enumerate(getattr(diffusion_model, patch.PATH)):
-            dit[(patch.KIND, i)] = patch(call, i, block)
+            dit[(patch.KIND, i)] = patch(context, i, block)
     options["patches"], options["patches_replace"] = patches, replace
     return options
+
+
+@dataclass(frozen=True)
+class SigmaWindow:
+    """Identities act while ``end <= sigma <= start`` (from AnyPhotoApply's start/end percent)."""
+
+    start: float = float("inf")
+    end: float = 0.0
+
+    def contains(self, sigma: float | None) -> bool:
+        return sigma is None or self.end <= sigma <= self.start
 
 
 class AnyPhotoWrapper:
     """``WrappersMP.DIFFUSION_MODEL`` wrapper. Called as ``wrapper(executor, x, timestep, context, y,
     guidance, ref_latents, control, transformer_options, **kwargs)``; ``executor.class_obj`` is the
-    FLUX module. ``attention(transformer_options)`` returns the attention kernel for the call."""
+    FLUX module. ``inputs``: the core identity inputs AnyPhotoApply built (on the CPU; moved per call
+    by the core's methods); ``attention(transformer_options)`` returns the attention kernel for the call.
+
+    A call outside ``window``, with :data:`DISABLE_FLAG`, or without identity tokens runs unpatched."""
 
     TRANSFORMER_OPTIONS_POSITION = 7
 
-    def __init__(self, payload: IdentityPayload, attention: AttentionFactory = lambda options: sdpa_attention):
-        self.payload = payload
-        self.attention = attention
+    def __init__(
+        self,
+        inputs: IdentityInputs,
+        window: SigmaWindow = SigmaWindow(),
+        attention: AttentionFactory = lambda options: sdpa_attention,
+    ):
+        self.inputs, self.window, self.attention = inputs, window, attention
 
     def __call__(self, executor, *args, **kwargs):
         args = list(args)
@@ -276,23 +216,20 @@ class AnyPhotoWrapper:
         else:
             options = {}
         x = args[0] if args else kwargs["x"]
-        self.payload.check_latent(x.shape[-2:])
-        sigma = current_sigma(options)
-        active = (
-            not options.get(DISABLE_FLAG, False)
-            and sum(self.payload.lengths) > 0
-            and (sigma is None or self.payload.active_at(sigma))
-        )
-        dm = executor.class_obj
-        call = CallState(
-            self.payload,
-            dm.img_in,
-            self.attention(options),
-            row_flags(options.get("cond_or_uncond"), x.shape[0], x.device),
-            active,
+        self.inputs.check_latent(x.shape[-2:])
+        if (
+            options.get(DISABLE_FLAG, False)
+            or self.inputs.total == 0
+            or not self.window.contains(current_sigma(options))
+        ):
+            return executor(*args, **kwargs)
+        context = functools.partial(
+            self.inputs.context,
+            attn_fn=self.attention(options),
             isolate=not options.get(ALL_VISIBLE_FLAG, False),
+            global_sees_identities=row_flags(options.get("cond_or_uncond"), x.shape[0], x.device),
         )
-        new_options = patched_options(options, call, dm)
+        new_options = patched_options(options, self.inputs, context, executor.class_obj)
         if "transformer_options" in kwargs or len(args) <= pos:
             kwargs["transformer_options"] = new_options
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .model import identity_payload
+from .model import identity_inputs_of
 from .patching import ALL_VISIBLE_FLAG, DISABLE_FLAG
 
 
@@ -131,9 +131,9 @@ class AnyPhotoIdentityIsolatedSampler:
         import latent_preview
 
         latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
-        payload = identity_payload(model)
-        if payload is not None:
-            payload.check_latent(latent.shape[-2:])
+        inputs = identity_inputs_of(model)
+        if inputs is not None:
+            inputs.check_latent(latent.shape[-2:])
         if denoise <= 0.0:
             return (dict(latent_image, samples=latent),)
         total = int(steps / denoise)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from anyphoto_core.blocks import IdentityContext, double_block_forward, single_block_forward
-from anyphoto_core.flux import IdentityBatch
+from anyphoto_core.identity import IdentityInputs
 from anyphoto_core.tokens import image_token_ids
 from tests.tiny import TINY, tiny_adapter, tiny_flux
 
@@ -23,14 +23,15 @@ def _inputs(batch=2, seed=0, dtype=torch.float64):
     return img, img_ids, txt, txt_ids, t, y, guidance
 
 
-def _identities(adapter, lengths, batch=2, seed=1, dtype=torch.float64):
+def _identities(adapter, lengths, seed=1, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     m = sum(lengths)
     cells = torch.randperm(H_TOK * W_TOK, generator=g)[:m].sort().values
-    ids = image_token_ids(H_TOK, W_TOK, type_index=1.0)[cells][None].expand(batch, -1, -1)
-    emb = torch.nn.functional.normalize(torch.randn(batch, len(lengths), 512, generator=g), dim=-1)
+    ids = image_token_ids(H_TOK, W_TOK, type_index=1.0)[cells]
+    emb = torch.nn.functional.normalize(torch.randn(len(lengths), 512, generator=g), dim=-1)
     delta = adapter.modulation_offsets(emb).to(dtype)
-    return IdentityBatch(torch.randn(batch, m, 64, generator=g, dtype=dtype), ids, tuple(lengths), delta)
+    tokens = torch.randn(1, m, 64, generator=g, dtype=dtype)
+    return IdentityInputs(tokens, ids, tuple(lengths), delta, (H_TOK, W_TOK), adapter.lora_delta)
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +47,15 @@ def adapter():
 def test_zero_identities_equal_stock(model, adapter):
     args = _inputs()
     stock = model(*args)
-    empty = IdentityBatch(
-        torch.zeros(2, 0, 64, dtype=torch.float64),
-        torch.zeros(2, 0, 3),
+    empty = IdentityInputs(
+        torch.zeros(1, 0, 64, dtype=torch.float64),
+        torch.zeros(0, 3),
         (0, 0),
-        torch.zeros(2, 2, TINY.hidden_size, dtype=torch.float64),
+        torch.zeros(2, TINY.hidden_size, dtype=torch.float64),
+        (H_TOK, W_TOK),
+        adapter.lora_delta,
     )
-    out = model.forward_anyphoto(*args, empty, lora_delta=adapter.lora_delta)
+    out = model.forward_anyphoto(*args, empty)
     torch.testing.assert_close(out, stock, rtol=0, atol=0)
 
 
@@ -62,14 +65,14 @@ def test_hidden_identities_leave_text_and_image_exactly_stock(model, adapter):
     stock = model(*args)
     ids = _identities(adapter, [3, 1, 4])
     hidden = torch.tensor([False, False])
-    out = model.forward_anyphoto(*args, ids, lora_delta=adapter.lora_delta, global_sees_identities=hidden)
+    out = model.forward_anyphoto(*args, ids, global_sees_identities=hidden)
     torch.testing.assert_close(out, stock, rtol=1e-9, atol=1e-9)
 
 
 def test_visible_identities_change_the_image(model, adapter):
     args = _inputs()
     stock = model(*args)
-    out = model.forward_anyphoto(*args, _identities(adapter, [3, 2]), lora_delta=adapter.lora_delta)
+    out = model.forward_anyphoto(*args, _identities(adapter, [3, 2]))
     assert torch.isfinite(out).all()
     assert (out - stock).abs().max() > 1e-3
 
@@ -78,9 +81,7 @@ def test_cfg_style_batch_only_cond_row_sees_identities(model, adapter):
     args = _inputs()
     stock = model(*args)
     sees = torch.tensor([False, True])  # [uncond, cond]
-    out = model.forward_anyphoto(
-        *args, _identities(adapter, [2, 3]), lora_delta=adapter.lora_delta, global_sees_identities=sees
-    )
+    out = model.forward_anyphoto(*args, _identities(adapter, [2, 3]), global_sees_identities=sees)
     torch.testing.assert_close(out[0], stock[0], rtol=1e-9, atol=1e-9)
     assert (out[1] - stock[1]).abs().max() > 1e-3
 
@@ -97,7 +98,7 @@ def _block_inputs(model, adapter, lengths, seed=3):
     )
     pe = model.pe_embedder(ids)
     delta = torch.randn(1, len(lengths), c, generator=g, dtype=torch.float64)
-    ctx = IdentityContext(lengths=lengths, id_vec=vec[:, None] + delta, lora_delta=adapter.lora_delta)
+    ctx = IdentityContext(lengths=lengths, id_vec=vec[:, None] + delta)
     return img, txt, vec, pe, ctx
 
 
@@ -145,7 +146,7 @@ def test_bf16_model_runs_with_fp32_ids(adapter):
     model = tiny_flux(dtype=torch.bfloat16)
     args = _inputs(dtype=torch.bfloat16)
     ids = _identities(adapter, [2, 2], dtype=torch.bfloat16)
-    out = model.forward_anyphoto(*args, ids, lora_delta=adapter.lora_delta)
+    out = model.forward_anyphoto(*args, ids)
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
 
 
@@ -156,7 +157,7 @@ def test_gradient_checkpointing_gives_the_same_outputs_and_gradients(model):
     for checkpoint in (False, True):
         adapter.zero_grad()
         ids = _identities(adapter, [2, 3])  # the projector is part of the graph
-        out = model.forward_anyphoto(*args, ids, lora_delta=adapter.lora_delta, checkpoint_blocks=checkpoint)
+        out = model.forward_anyphoto(*args, ids, checkpoint_blocks=checkpoint)
         out.square().sum().backward()
         grads = {k: p.grad.clone() for k, p in adapter.named_parameters() if p.grad is not None}
         results.append((out.detach(), grads))

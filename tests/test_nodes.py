@@ -10,7 +10,7 @@ import torch
 from fixtures.face_models import render_scene
 from integration.anyphoto_pack import load_pack
 
-from anyphoto_core.flux import IdentityBatch
+from anyphoto_core.identity import IdentityInputs
 from anyphoto_core.tokens import image_token_ids
 from tests.tiny import TINY, tiny_adapter, tiny_flux
 
@@ -115,7 +115,8 @@ def _comfy_like_forward(model, img, img_ids, txt, txt_ids, t, y, guidance, trans
     for i, block in enumerate(model.single_blocks):
         args = {"img": x, "vec": vec, "pe": pe, "attn_mask": None, "transformer_options": transformer_options}
         original = {"original_block": lambda a, b=block: {"img": b(a["img"], a["vec"], a["pe"])}}
-        x = dit[("single_block", i)](args, original)["img"]
+        key = ("single_block", i)
+        x = (dit[key](args, original) if key in dit else original["original_block"](args))["img"]
     return model.final_layer(x[:, txt.shape[1] : txt.shape[1] + n_img], vec)
 
 
@@ -130,9 +131,7 @@ def _setup(lengths, batch=2):
     ids = image_token_ids(H_TOK, W_TOK, 1.0)[cells]
     tokens = torch.randn(1, m, 64, generator=g, dtype=torch.float64)
     deltas = torch.randn(len(lengths), TINY.hidden_size, generator=g, dtype=torch.float64) * 0.3
-    payload = PACK.patching.IdentityPayload(
-        tokens, ids, tuple(lengths), deltas, (H_TOK, W_TOK), (96, 64), PACK.patching.scaled_lora(adapter, 1.0)
-    )
+    identities = IdentityInputs(tokens, ids, tuple(lengths), deltas, (H_TOK, W_TOK), adapter.lora_function(1.0))
     img = torch.randn(batch, H_TOK * W_TOK, 64, generator=g, dtype=torch.float64)
     img_ids = image_token_ids(H_TOK, W_TOK)[None].expand(batch, -1, -1)
     txt = torch.randn(batch, 5, TINY.context_in_dim, generator=g, dtype=torch.float64)
@@ -140,17 +139,11 @@ def _setup(lengths, batch=2):
     y = torch.randn(batch, TINY.vec_in_dim, generator=g, dtype=torch.float64)
     guidance = torch.full((batch,), 3.5, dtype=torch.float64)
     inputs = (img, img_ids, txt, torch.zeros(batch, 5, 3), t, y, guidance)
-    batch_ids = IdentityBatch(
-        tokens.expand(batch, -1, -1),
-        ids[None].expand(batch, -1, -1),
-        tuple(lengths),
-        deltas[None].expand(batch, -1, -1),
-    )
-    return model, adapter, payload, inputs, batch_ids
+    return model, adapter, identities, inputs
 
 
-def _wrapped(model, payload, inputs, options):
-    wrapper = PACK.patching.AnyPhotoWrapper(payload)
+def _wrapped(model, identities, inputs, options, window=None):
+    wrapper = PACK.patching.AnyPhotoWrapper(identities, window or PACK.patching.SigmaWindow())
     x = torch.zeros(inputs[0].shape[0], 16, 2 * H_TOK, 2 * W_TOK)
     ex = _Executor(model, lambda *a, **k: _comfy_like_forward(model, *inputs, a[7]))
     return wrapper(ex, x, None, None, None, None, None, None, options)
@@ -158,11 +151,9 @@ def _wrapped(model, payload, inputs, options):
 
 @pytest.mark.parametrize("lengths", [(3,), (2, 3, 1)])
 def test_wrapper_callbacks_equal_core_reference(lengths):
-    model, adapter, payload, inputs, ids = _setup(lengths)
-    out = _wrapped(model, payload, inputs, {"cond_or_uncond": [1, 0], "sigmas": torch.tensor([0.5])})
-    ref = model.forward_anyphoto(
-        *inputs, ids, lora_delta=adapter.lora_delta, global_sees_identities=torch.tensor([False, True])
-    )
+    model, adapter, identities, inputs = _setup(lengths)
+    out = _wrapped(model, identities, inputs, {"cond_or_uncond": [1, 0], "sigmas": torch.tensor([0.5])})
+    ref = model.forward_anyphoto(*inputs, identities, global_sees_identities=torch.tensor([False, True]))
     torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
     stock = model(*inputs)
     torch.testing.assert_close(out[0], stock[0], rtol=1e-9, atol=1e-9)  # uncond row: identities hidden
@@ -170,20 +161,21 @@ def test_wrapper_callbacks_equal_core_reference(lengths):
 
 
 def test_wrapper_inactive_outside_start_end_and_when_disabled():
-    model, _, payload, inputs, _ = _setup((2, 2))
+    model, _, identities, inputs = _setup((2, 2))
     stock = model(*inputs)
-    payload.sigma_start, payload.sigma_end = 0.4, 0.1
-    torch.testing.assert_close(_wrapped(model, payload, inputs, {"sigmas": torch.tensor([0.5])}), stock, rtol=0, atol=0)
-    payload.sigma_start = 1.0
+    sigma = {"sigmas": torch.tensor([0.5])}
+    late = PACK.patching.SigmaWindow(0.4, 0.1)
+    torch.testing.assert_close(_wrapped(model, identities, inputs, sigma, late), stock, rtol=0, atol=0)
+    window = PACK.patching.SigmaWindow(1.0, 0.1)
     off = {"sigmas": torch.tensor([0.5]), PACK.patching.DISABLE_FLAG: True}
-    torch.testing.assert_close(_wrapped(model, payload, inputs, off), stock, rtol=0, atol=0)
-    assert (_wrapped(model, payload, inputs, {"sigmas": torch.tensor([0.5])}) - stock).abs().max() > 1e-4
+    torch.testing.assert_close(_wrapped(model, identities, inputs, off, window), stock, rtol=0, atol=0)
+    assert (_wrapped(model, identities, inputs, sigma, window) - stock).abs().max() > 1e-4
 
 
 def test_latent_size_mismatch_names_both_sizes():
-    _, _, payload, _, _ = _setup((1,))
+    _, _, identities, _ = _setup((1,))
     with pytest.raises(ValueError, match="latent is 64x64 px but the AnyPhoto canvas is 96x64 px"):
-        payload.check_latent((8, 8))
+        identities.check_latent((8, 8))
 
 
 def test_identity_guidance_combination_and_weights():

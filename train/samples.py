@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from anyphoto_core.conditioning import identity_batch
+from anyphoto_core.conditioning import identity_inputs
 from anyphoto_core.sampling import euler_sample, flux_schedule
 from anyphoto_core.tokens import unpack_tokens
 
@@ -21,7 +21,7 @@ def generate(trainer, position: int, steps: int, seed: int = 0) -> tuple[np.ndar
     s = trainer.prepare(sample)
     flux, adapter = trainer.models.flux, trainer.adapter
     dtype = flux.img_in.weight.dtype
-    ids = identity_batch(s.tokens, adapter.modulation_offsets(s.embeddings), batch=1)
+    ids = identity_inputs(adapter, s.tokens, s.embeddings)
     txt_ids = torch.zeros(1, s.txt.shape[1], 3, device=s.x0.device)
     guidance = torch.full((1,), trainer.config.model.guidance, device=s.x0.device, dtype=dtype)
 
@@ -35,7 +35,6 @@ def generate(trainer, position: int, steps: int, seed: int = 0) -> tuple[np.ndar
             s.y.to(dtype),
             guidance,
             ids if with_identity else None,
-            lora_delta=adapter.lora_delta,
         ).float()
 
     noise = torch.randn(s.x0.shape, generator=torch.Generator().manual_seed(seed)).to(s.x0.device)

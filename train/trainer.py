@@ -3,7 +3,8 @@
 Per micro-batch (see docs/training.md): build a sample (:mod:`train.dataset`), VAE-encode the
 target and the canvases (no grad), prune canvas tokens, zero dropped identities, project the
 embeddings with the adapter, run the core AnyPhoto forward (``Flux.forward_anyphoto`` with
-``lora_delta=adapter.lora_delta``, ``checkpoint_blocks`` = gradient checkpointing), and take
+the adapter's LoRA in its :class:`~anyphoto_core.identity.IdentityInputs`, ``checkpoint_blocks`` =
+gradient checkpointing), and take
 ``L = L_flow + face_weight * L_face (+ nce_weight * L_nce)``. Only the adapter (projector + peft
 LoRA) trains. Multi-GPU through Hugging Face ``accelerate`` (DDP on the adapter module).
 """
@@ -22,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from anyphoto_core.adapter import AdapterConfig, AnyPhotoAdapter
-from anyphoto_core.conditioning import encode_canvas_tokens, identity_batch
+from anyphoto_core.conditioning import encode_canvas_tokens, identity_inputs
 from anyphoto_core.tokens import image_token_ids, pack_latent, unpack_tokens
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -77,7 +78,7 @@ def touch_parameters(module: nn.Module) -> Tensor:
     which walks the whole FLUX autograd graph every step; ``static_graph`` does not fit because the set of
     used parameters changes from sample to sample.
     """
-    params = [p for p in module.parameters() if p.requires_grad and not p.is_meta]
+    params = [p for p in module.parameters() if p.requires_grad]
     return torch.stack([p.sum() for p in params]).sum() * 0.0
 
 
@@ -89,15 +90,6 @@ class AnyPhotoObjective(nn.Module):
         self.adapter = adapter
         object.__setattr__(self, "models", models)  # frozen, not a submodule
         self.config = config
-        # The peft layers sit on weightless (meta) shadow linears: DDP must neither broadcast nor move them.
-        self._ddp_params_and_buffers_to_ignore = [n for n, p in self.named_parameters() if p.is_meta]
-
-    def to_device(self, device) -> AnyPhotoObjective:
-        """Move the adapter's real weights (``Module.to`` would fail on the meta shadow weights)."""
-        for p in self.adapter.parameters():
-            if not p.is_meta:
-                p.data = p.data.to(device)
-        return self
 
     def forward(
         self, s: PreparedSample, t: Tensor, noise: Tensor, negatives: Tensor | None = None
@@ -110,8 +102,7 @@ class AnyPhotoObjective(nn.Module):
             tok if keep else type(tok)(torch.zeros_like(tok.tokens), tok.ids, tok.index, tok.grid)
             for tok, keep in zip(s.tokens, s.keep.tolist(), strict=True)
         ]
-        deltas = self.adapter.modulation_offsets(s.embeddings)
-        ids = identity_batch(tokens, deltas, batch=1)
+        ids = identity_inputs(self.adapter, tokens, s.embeddings)
         x_t = interpolate(s.x0, noise, t)
         guidance = torch.full((1,), cfg.model.guidance, device=x_t.device, dtype=dtype)
         args = (
@@ -124,9 +115,7 @@ class AnyPhotoObjective(nn.Module):
             guidance,
             ids,
         )
-        v = flux.forward_anyphoto(
-            *args, lora_delta=self.adapter.lora_delta, checkpoint_blocks=cfg.model.gradient_checkpointing
-        )
+        v = flux.forward_anyphoto(*args, checkpoint_blocks=cfg.model.gradient_checkpointing)
         out = {"flow": flow_matching_loss(v, s.x0, noise)}
         lc = cfg.loss
         if lc.face_weight > 0 or lc.nce_weight > 0:
@@ -163,6 +152,7 @@ def adapter_config_for(flux, config: TrainConfig) -> AdapterConfig:
         rank=config.model.rank,
         alpha=config.model.alpha,
         projector_hidden=config.model.projector_hidden,
+        token_rule=config.data.token_rule,
         base_model="flux.1-dev" if config.model.kind == "flux" else "tiny-random-flux",
     )
 
@@ -207,7 +197,7 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
         )
-        objective = AnyPhotoObjective(self.adapter, self.models, config).to_device(device)
+        objective = AnyPhotoObjective(self.adapter, self.models, config).to(device)
         self.objective, self.optimizer = accelerator.prepare(objective, optimizer, device_placement=[False, False])
         self.scheduler = scheduler  # stepped once per optimizer step (accelerate's wrapper steps per process)
         self.step = 0
@@ -235,8 +225,9 @@ class Trainer:
         img = torch.from_numpy(sample.image).permute(2, 0, 1)[None].float() / 127.5 - 1
         latent = m.vae.encode(img).float()
         h_tok, w_tok = latent.shape[2] // 2, latent.shape[3] // 2
+        recipe = self.adapter.config
         tokens = encode_canvas_tokens(
-            sample.canvases, m.vae.encode, self.config.data.token_rule, self.adapter.config.type_index
+            sample.canvases, m.vae.encode, rule=recipe.token_rule, type_index=recipe.type_index
         )
         txt, y = m.text(sample.caption)
         f32 = dict(device=device, dtype=torch.float32)

@@ -23,9 +23,10 @@ from PIL import Image
 
 from ..adapter import AnyPhotoAdapter, load_adapter
 from ..canvas import FacePatch, LocationCanvas
-from ..conditioning import build_canvases, encode_canvas_tokens, identity_batch
+from ..conditioning import build_canvases, encode_canvas_tokens, identity_inputs
 from ..faces import Identity
-from ..flux import Flux, IdentityBatch, load_flux
+from ..flux import Flux, load_flux
+from ..identity import IdentityInputs
 from ..placements import Placement
 from ..sampling import euler_sample, flux_schedule
 from ..tokens import PIXELS_PER_TOKEN, image_token_ids, pack_latent, unpack_tokens
@@ -150,12 +151,7 @@ class AnyPhotoPipeline:
         adapter = load_adapter(
             path, hidden_size=p.hidden_size, depth=p.depth, depth_single_blocks=p.depth_single_blocks
         )
-        adapter.to(dtype=dtype)  # the LoRA hosts are weightless meta shadows: move only real weights
-        for module in [adapter.projector] + [
-            m for name, m in adapter.named_modules() if name.endswith(("lora_A", "lora_B"))
-        ]:
-            module.to(device=device)
-        return adapter.eval().requires_grad_(False)
+        return adapter.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
     def encode_prompt(self, prompt: str, free_encoders: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """``(txt, y)`` for ``prompt`` (cached); the encoders are freed afterwards unless told not to."""
@@ -172,8 +168,10 @@ class AnyPhotoPipeline:
 
     def identity_inputs(
         self, identities: Sequence[Identity], placements: Sequence[Placement], size: tuple[int, int], weights=None
-    ) -> tuple[IdentityBatch | None, list[LocationCanvas]]:
-        """Canvases and the forward's :class:`IdentityBatch` (None when there are no identities)."""
+    ) -> tuple[IdentityInputs | None, list[LocationCanvas]]:
+        """Canvases and the forward's :class:`IdentityInputs` (None when there are no identities).
+
+        Coverage rule and type index are the adapter's."""
         if not identities:
             return None, []
         if self.adapter is None:
@@ -181,21 +179,15 @@ class AnyPhotoPipeline:
                 "identities were given but no AnyPhoto adapter is loaded; pass --adapter FILE or put "
                 "the adapter .safetensors in <models>/anyphoto/"
             )
+        recipe = self.adapter.config
         canvases = build_canvases([face_patch(i) for i in identities], placements, size)
-        tokens = encode_canvas_tokens(canvases, self.vae.encode)
+        tokens = encode_canvas_tokens(canvases, self.vae.encode, rule=recipe.token_rule, type_index=recipe.type_index)
         emb = torch.from_numpy(
-            check_identity_embeddings(np.stack([i.embedding for i in identities]), self.adapter.config.embedding_dim)
+            check_identity_embeddings(np.stack([i.embedding for i in identities]), recipe.embedding_dim)
         )
         with torch.no_grad():
-            deltas = self.adapter.modulation_offsets(emb)
-        batch = identity_batch(tokens, deltas, 1, weights)
-        moved = IdentityBatch(
-            batch.tokens.to(self.device, self.dtype),
-            batch.ids.to(self.device),
-            batch.lengths,
-            batch.delta.to(self.device, self.dtype),
-        )
-        return moved, canvases
+            inputs = identity_inputs(self.adapter, tokens, emb, weights)
+        return inputs.to(self.device, self.dtype), canvases
 
     def initial_noise(self, settings: GenerationSettings) -> torch.Tensor:
         """Packed noise ``(1, h_tok * w_tok, 64)`` float32, drawn on the CPU from ``settings.seed``."""
@@ -228,11 +220,10 @@ class AnyPhotoPipeline:
         txt, y = txt.to(dev, dt), y.to(dev, dt)
         txt_ids = torch.zeros(1, txt.shape[1], 3, device=dev)
         guidance = torch.full((1,), settings.guidance, device=dev, dtype=dt)
-        lora = self.adapter.lora_delta if self.adapter is not None else None
 
         def velocity(x, t, with_identity):
             out = self.flux.forward_anyphoto(
-                x.to(dt), img_ids, txt, txt_ids, t.to(dt), y, guidance, ids if with_identity else None, lora_delta=lora
+                x.to(dt), img_ids, txt, txt_ids, t.to(dt), y, guidance, ids if with_identity else None
             )
             return out.float()
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from anyphoto_core.adapter import load_adapter
-from anyphoto_core.conditioning import identity_batch
+from anyphoto_core.conditioning import identity_inputs
 from train import checkpoint as ckpt_module
 from train.trainer import Trainer, TrainingDivergedError
 
@@ -163,9 +163,7 @@ def test_exported_adapter_loads_in_core_and_changes_output(tiny_config, frozen_m
     args = (s.x0, s.img_ids, s.txt, torch.zeros(1, s.txt.shape[1], 3), torch.tensor([0.5]), s.y, torch.tensor([1.0]))
 
     def patched(a):
-        return flux.forward_anyphoto(
-            *args, identity_batch(s.tokens, a.modulation_offsets(s.embeddings), 1), lora_delta=a.lora_delta
-        )
+        return flux.forward_anyphoto(*args, identity_inputs(a, s.tokens, s.embeddings))
 
     with torch.no_grad():
         stock = flux(*args)
