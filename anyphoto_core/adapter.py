@@ -120,7 +120,8 @@ class AdapterConfig:
         """Parse file metadata, each field by its declared parser (:data:`_METADATA_TYPES`)."""
         if meta.get("format") != FORMAT_NAME:
             raise AdapterError(f"{source} is not an AnyPhoto adapter (metadata format={meta.get('format')!r})")
-        version = int(meta.get("format_version", "-1"))
+        version = meta.get("format_version", "")
+        version = int(version) if version.isdigit() else -1
         if version not in READABLE_VERSIONS:
             raise AdapterError(
                 f"{source} has adapter format version {meta.get('format_version')}; this AnyPhoto reads "
@@ -134,25 +135,38 @@ class AdapterConfig:
                 raise AdapterError(f"{source} metadata lacks {name!r}")
             try:
                 kwargs[name] = parse(meta[name])
-            except (ValueError, TypeError) as exc:
-                raise AdapterError(f"{source} metadata {name}={meta[name]!r} is not valid ({exc})") from None
+            except ValueError as exc:
+                raise AdapterError(f"{source} metadata {name}={meta[name]!r} {exc}") from None
         try:
             return cls(**kwargs)
         except AdapterError as exc:
             raise AdapterError(f"{source}: {exc}") from None
 
 
+def _parse_int(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError("is not an integer") from None
+
+
 def _parse_finite(raw: str) -> float:
-    value = float(raw)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
     if not math.isfinite(value):
-        raise ValueError("not a finite number")
+        raise ValueError("is not a finite number")
     return value
 
 
 def _parse_tuple(raw: str) -> tuple[str, ...]:
-    values = json.loads(raw)
+    try:
+        values = json.loads(raw)
+    except json.JSONDecodeError:
+        values = None
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise ValueError("expected a JSON list of module names")
+        raise ValueError("is not a JSON list of module names")
     return tuple(values)
 
 
@@ -168,14 +182,14 @@ def _upgrade_v1(meta: dict[str, str]) -> dict[str, str]:
 
 #: Metadata field -> (parse from string, format to string). Every AdapterConfig field is here.
 _METADATA_TYPES: dict[str, tuple[Callable[[str], object], Callable[[object], str]]] = {
-    "hidden_size": (int, str),
-    "mlp_hidden_dim": (int, str),
-    "depth": (int, str),
-    "depth_single_blocks": (int, str),
-    "rank": (int, str),
+    "hidden_size": (_parse_int, str),
+    "mlp_hidden_dim": (_parse_int, str),
+    "depth": (_parse_int, str),
+    "depth_single_blocks": (_parse_int, str),
+    "rank": (_parse_int, str),
     "alpha": (_parse_finite, str),
-    "embedding_dim": (int, str),
-    "projector_hidden": (int, str),
+    "embedding_dim": (_parse_int, str),
+    "projector_hidden": (_parse_int, str),
     "type_index": (_parse_finite, str),
     "token_rule": (str, str),
     "embedding_kind": (str, str),

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from anyphoto_core.canvas import FacePatch
-from anyphoto_core.conditioning import build_canvases, check_canvas_tokens, encode_canvas_tokens, identity_batch
+from anyphoto_core.conditioning import build_canvases, check_canvas_tokens, encode_canvas_tokens
 from anyphoto_core.geometry import arcface_template
+from anyphoto_core.identity import IdentityInputs
 from anyphoto_core.placements import Placement
 
 
@@ -32,16 +33,16 @@ def test_person_whose_face_covers_no_token_is_an_error_naming_them(box, where):
     placements = [Placement.from_box((40.0, 40.0, 140.0, 160.0)), Placement.from_box(box)]
     canvases = build_canvases([_patch(), _patch()], placements, (256, 256))
     with pytest.raises(ValueError, match=rf"^person 2: the face pasted at .* is {where} the 256x256 canvas, covers no"):
-        encode_canvas_tokens(canvases, _encode)
+        encode_canvas_tokens(canvases, _encode, rule="majority", type_index=1.0)
     keeps = check_canvas_tokens(canvases[:1])
     assert keeps[0].sum() > 0
-    (tokens,) = encode_canvas_tokens(canvases[:1], _encode)
+    (tokens,) = encode_canvas_tokens(canvases[:1], _encode, rule="majority", type_index=1.0)
     assert tokens.count == keeps[0].sum()
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_identity_weight_is_refused(bad):
     canvases = build_canvases([_patch()], [Placement.from_box((40, 40, 140, 160))], (256, 256))
-    tokens = encode_canvas_tokens(canvases, _encode)
+    tokens = encode_canvas_tokens(canvases, _encode, rule="majority", type_index=1.0)
     with pytest.raises(ValueError, match=r"identity weights: person 1's weight is (nan|inf)"):
-        identity_batch(tokens, torch.zeros(1, 8), batch=1, weights=[bad])
+        IdentityInputs.from_tokens(tokens, torch.zeros(1, 8), weights=[bad])
