@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 
-import cv2
 import numpy as np
 
 from ..geometry import as_landmarks
@@ -34,5 +33,6 @@ def aligned_crop_with_alpha(image: np.ndarray, landmarks, size: int = 512) -> tu
     """
     crop, matrix = _quiet("norm_crop2", image, as_landmarks(landmarks), image_size=size)
     inside = np.full(image.shape[:2], 255, dtype=np.uint8)
+    cv2 = import_face_package("cv2")
     alpha = cv2.warpAffine(inside, matrix, (size, size), flags=cv2.INTER_NEAREST, borderValue=0)
     return crop, alpha, matrix

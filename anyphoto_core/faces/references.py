@@ -105,9 +105,11 @@ def face_ref_from_photo(
     image = load_photo(photo, label)
     detections = analyzer.detector.detect(image)
     if not detections:
+        summary = getattr(analyzer.detector, "search_summary", None)
+        searched = summary(image.shape) if summary is not None else f"{image.shape[1]}x{image.shape[0]} px"
         raise NoFaceError(
-            f"no face found in {label} ({image.shape[1]}x{image.shape[0]} px); use a photo where the face is "
-            "clearly visible, frontal and not cut off"
+            f"no face found in {label} ({searched}); use a photo where the face is clearly visible, frontal, "
+            f"not cut off and at least {min_eye_distance:g} px between the eyes"
         )
     if expect_single and len(detections) > 1:
         raise MultipleFacesError(

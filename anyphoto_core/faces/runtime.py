@@ -1,7 +1,7 @@
 """onnxruntime execution providers: which to ask for, which is active, broken installs; and the
 import of the optional face-analysis packages (insightface, onnxruntime) with the install fix.
 
-The pack imports without insightface and onnxruntime; the first face operation imports them
+The pack imports without insightface, onnxruntime and OpenCV; the first face operation imports them
 through :func:`import_face_package`, which says exactly what to install when one is missing.
 """
 
@@ -15,9 +15,13 @@ from .errors import FaceModelError
 #: What to run when insightface or onnxruntime is missing (install.py picks the right flavour).
 FACE_PACKAGES_FIX = (
     "run `python install.py` in the AnyPhoto folder with ComfyUI's Python (it installs onnxruntime-gpu on "
-    "CUDA machines, onnxruntime elsewhere, then insightface without its conflicting dependencies), or by hand: "
-    "pip install onnxruntime-gpu (CPU only: onnxruntime) && pip install --no-deps insightface"
+    "CUDA machines, onnxruntime elsewhere, OpenCV unless one is installed, then insightface without its "
+    "conflicting dependencies), or by hand: pip install onnxruntime-gpu (CPU only: onnxruntime) opencv-python "
+    "&& pip install --no-deps insightface"
 )
+
+#: pip distribution of an import name, where they differ (install.py picks the OpenCV build).
+PIP_NAMES = {"cv2": "opencv-python"}
 
 
 def import_face_package(name: str):
@@ -26,10 +30,11 @@ def import_face_package(name: str):
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        missing = getattr(exc, "name", None) or name
+        missing = (getattr(exc, "name", None) or name).split(".")[0]
+        package = PIP_NAMES.get(missing, missing)
         raise FaceModelError(
-            f"face analysis needs the Python package {missing.split('.')[0]!r}, which is not installed or does "
-            f"not import ({exc}). Fix: {FACE_PACKAGES_FIX}"
+            f"face analysis needs the Python package {package!r}, which is not installed or does not import "
+            f"({exc}). Fix: {FACE_PACKAGES_FIX}"
         ) from None
 
 
