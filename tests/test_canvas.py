@@ -12,6 +12,8 @@ from anyphoto_core.geometry import (
     landmarks_to_box,
 )
 
+pytestmark = pytest.mark.torchfree
+
 DOT_COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255)]
 
 

@@ -521,3 +521,12 @@ def test_cli_batch_jsonl(fake, photos, tmp_path, capsys):
     assert main([str(write_workflow(tmp_path)), "--server", fake.url, "--jobs", str(jobs)]) == 2
     assert "jobs.jsonl:2: person 1: photo" in capsys.readouterr().err
     assert len(fake.prompts) == 2  # nothing was queued for the bad file
+
+
+def test_out_naming_an_existing_file_is_refused_before_any_job(tmp_path, capsys):
+    taken = tmp_path / "results.png"
+    taken.write_bytes(b"an earlier result")
+    assert main([str(tmp_path / "never_read.json"), "--out", str(taken), "--server", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --out {taken} is a file; --out names the folder the images go to" in err
+    assert taken.read_bytes() == b"an earlier result"

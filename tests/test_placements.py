@@ -8,6 +8,8 @@ import pytest
 from anyphoto_core.geometry import box_to_landmarks
 from anyphoto_core.placements import parse_placements, placements_to_json
 
+pytestmark = pytest.mark.torchfree
+
 
 def test_fraction_boxes_scale_to_output_pixels():
     text = json.dumps({"version": 1, "units": "fraction", "people": [{"box": [0.1, 0.2, 0.3, 0.5]}]})

@@ -96,6 +96,9 @@ def jobs_from_args(args) -> list[tuple[Job, str]]:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        print(f"error: --out {args.out} is a file; --out names the folder the images go to", file=sys.stderr)
+        return 2
     try:
         workflow = load_workflow(args.workflow)
         jobs = jobs_from_args(args)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from anyphoto_core.faces import aligned_crop_with_alpha, arcface_crop
 from anyphoto_core.geometry import ARCFACE_TEMPLATE_112, arcface_template
+
+pytestmark = pytest.mark.torchfree
 
 
 def _similarity(scale, angle_deg, shift):

@@ -8,6 +8,8 @@ from fixtures.face_models import SCENE_FACES, render_scene
 
 from anyphoto_core.faces import NoFaceError, placements_from_layout_photo
 
+pytestmark = pytest.mark.torchfree
+
 A, B, C = SCENE_FACES
 
 

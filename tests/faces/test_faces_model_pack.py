@@ -9,6 +9,8 @@ import pytest
 from anyphoto_core.faces import FaceModelError, load_face_analyzer, onnxruntime_install_problem
 from anyphoto_core.faces.model_pack import locate_model_pack
 
+pytestmark = pytest.mark.torchfree
+
 
 def _copy_pack(src_root, dst_root, subdir="models/antelopev2", keep=None):
     dst = dst_root / subdir

@@ -8,6 +8,8 @@ from PIL import Image
 
 from anyphoto_core.faces import UnreadableImageError, load_photo
 
+pytestmark = pytest.mark.torchfree
+
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (20, 30, 3), dtype=np.uint8)
 

@@ -10,6 +10,8 @@ from fixtures.face_models import real_photo_path
 
 from anyphoto_core.faces import build_identity, face_ref_from_photo
 
+pytestmark = pytest.mark.torchfree
+
 
 def _photo(name):
     path = real_photo_path(name)

