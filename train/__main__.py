@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -73,6 +74,36 @@ def _fit(args) -> int:
     return 0
 
 
+def process_rank() -> tuple[int, int, int]:
+    """``(rank, world, local_rank)`` of this process: what ``accelerate launch``/``torchrun`` set, else one process."""
+    env = os.environ
+    return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
+
+
+def _encode_text(args) -> int:
+    import torch
+
+    from .config import ConfigError, load_config
+    from .manifest import read_manifest
+    from .models import load_text_encoders_for
+    from .text_cache import encode_captions, training_captions
+
+    config = load_config(args.config, args.override)
+    mc = config.model
+    if not mc.text_cache:
+        raise ConfigError("encode-text needs model.text_cache (the folder to fill)")
+    rank, world, local = process_rank()
+    cuda = torch.cuda.is_available() and not config.run.cpu
+    device = f"cuda:{local}" if cuda else "cpu"
+    encoders = load_text_encoders_for(mc, device, torch.bfloat16 if cuda else torch.float32)
+    captions = training_captions(read_manifest(config.data.manifest), config.data)
+    done = encode_captions(
+        captions, encoders.encode, mc.text_cache, mc.t5_min_length, mc.t5_max_length, rank, world, args.shard_size
+    )
+    print(f"rank {rank}/{world}: encoded {done} captions into {mc.text_cache}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train", description="AnyPhoto offline trainer")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     pre.add_argument("--recognizer", help="ArcFace ONNX; with CenterFace detection when no --face-models")
     pre.add_argument("--iou-weight", type=float, default=0.5)
     pre.add_argument("--min-score", type=float, default=0.3)
+    enc = sub.add_parser(
+        "encode-text", help="fill model.text_cache with the manifest's captions (sharded over launched processes)"
+    )
+    enc.add_argument("--config", help="YAML config (the one `fit` will use)")
+    enc.add_argument("--shard-size", type=int, default=1024, help="captions per shard file")
+    enc.add_argument("override", nargs="*", help="config overrides section.key=value")
     fit = sub.add_parser("fit", help="train an adapter")
     fit.add_argument("--config", help="YAML config (train/configs/*.yaml)")
     fit.add_argument(
@@ -101,10 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .config import ConfigError
     from .manifest import ManifestError
+    from .text_cache import TextCacheError
 
     try:
-        return _preprocess(args) if args.command == "preprocess" else _fit(args)
-    except (ConfigError, CheckpointError, ManifestError) as exc:  # user errors: the message, not a traceback
+        return {"preprocess": _preprocess, "encode-text": _encode_text, "fit": _fit}[args.command](args)
+    except (ConfigError, CheckpointError, ManifestError, TextCacheError) as exc:  # user errors: no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -34,6 +34,7 @@ class DataConfig:
     degradations: dict[str, float] = field(default_factory=dict)  # name -> probability (overrides defaults)
     token_rule: str = "majority"
     caption_dropout: float = 0.0
+    allow_missing_captions: bool = False  # true: images without a caption train with "" (else an error)
 
 
 @dataclass
@@ -46,7 +47,9 @@ class ModelConfig:
     tokenizers: str = ""  # diffusers FLUX.1-dev folder (tokenizer/, tokenizer_2/) or a ComfyUI checkout
     tiny_dir: str = ""  # kind tiny: folder of the tiny set (empty = $ANYPHOTO_CACHE/tiny/v1)
     recognizer: str = ""  # ArcFace-contract ONNX (antelopev2 glintr100.onnx), converted with onnx2torch
-    text_cache: str = ""  # folder for cached text embeddings (safetensors), empty = no cache
+    text_cache: str = ""  # folder of precomputed caption embeddings (`python -m train encode-text`); "" = encode live
+    t5_min_length: int = 256  # T5 positions: caption tokens padded to at least this (ComfyUI's FLUX: 256) ...
+    t5_max_length: int = 512  # ... and truncated to at most this
     rank: int = 16
     alpha: float = 16.0
     projector_hidden: int = 3072
@@ -196,6 +199,8 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("model.projector_hidden", lambda v: v >= 1, ">= 1"),
     ("model.lora_dropout", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
     ("model.guidance", lambda v: v >= 0, ">= 0"),
+    ("model.t5_min_length", lambda v: v >= 1, ">= 1"),
+    ("model.t5_max_length", lambda v: v >= 1, ">= 1 (and >= model.t5_min_length)"),
     ("loss.face_weight", lambda v: v >= 0, ">= 0 (0 disables the face loss; a negative weight would push faces apart)"),
     ("loss.face_t_max", lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
     ("loss.face_decode", lambda v: v in ("crops", "full"), "'crops' (windows around the faces) or 'full'"),
@@ -232,5 +237,7 @@ def validate(config: TrainConfig) -> None:
             good = False
         if not good:
             problems.append(f"{key} must be {requirement}, got {value!r}")
+    if config.model.t5_min_length > config.model.t5_max_length:
+        problems.append(f"model.t5_min_length ({config.model.t5_min_length}) must be <= model.t5_max_length")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))

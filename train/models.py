@@ -5,29 +5,29 @@ All weights load through the standalone pipeline's loaders (:class:`anyphoto_cor
 ``load_flux``, ``load_flux_vae`` = diffusers ``AutoencoderKL`` with FLUX shift/scale, transformers CLIP-L
 and T5 from single safetensors files, local tokenizers). ``model.kind: tiny`` uses the core's built-in
 tiny random-weight set (``anyphoto_core.app.models.tiny``). What is trainer-specific lives here: the
-per-caption text-embedding cache and a VAE decode that keeps the graph (the face loss differentiates
-through it).
+choice between the text-embedding cache (:mod:`train.text_cache`, encoders not loaded) and live encoders,
+and a VAE decode that keeps the graph (the face loss differentiates through it).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from anyphoto_core.app.models import ModelFiles
-from anyphoto_core.app.models.vae import FluxVAE
+from anyphoto_core.app.models import TextEncoders
+from anyphoto_core.app.models.text_encoders import load_text_encoders
+from anyphoto_core.app.models.vae import FluxVAE, load_flux_vae
 from anyphoto_core.app.pipeline import AnyPhotoPipeline
 from anyphoto_core.faces import TorchArcFace
-from anyphoto_core.flux import Flux
+from anyphoto_core.flux import Flux, load_flux
 
 from .config import ModelConfig
+from .text_cache import TextCache
 
 #: caption -> ``txt`` (1, L, context_dim) and pooled ``y`` (1, vec_dim), float32 (``TextEncoders.encode``).
 EncodeText = Callable[[str], tuple[Tensor, Tensor]]
@@ -38,24 +38,6 @@ def decode_with_grad(vae: FluxVAE, latents: Tensor) -> Tensor:
     with respect to ``latents`` (``FluxVAE.decode`` runs under ``no_grad`` and clamps)."""
     z = latents / vae.scale + vae.shift
     return vae.model.decode(z.to(vae.dtype)).sample
-
-
-class CachedTextEncoder:
-    """Disk cache of an encoder's outputs: ``<folder>/<sha256(caption)>.safetensors`` (``txt``, ``y``)."""
-
-    def __init__(self, encode: EncodeText, folder: str | Path):
-        self.encode, self.folder = encode, Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-
-    def __call__(self, caption: str) -> tuple[Tensor, Tensor]:
-        path = self.folder / f"{hashlib.sha256(caption.encode()).hexdigest()}.safetensors"
-        if not path.is_file():
-            txt, y = self.encode(caption)
-            tmp = path.with_suffix(".tmp")
-            save_file({"txt": txt.cpu().contiguous(), "y": y.cpu().contiguous()}, str(tmp))
-            tmp.replace(path)
-        t = load_file(path)
-        return t["txt"], t["y"]
 
 
 @dataclass
@@ -69,23 +51,38 @@ class FrozenModels:
     recognizer: TorchArcFace | None
 
 
+def load_text_encoders_for(config: ModelConfig, device="cpu", dtype=torch.float32) -> TextEncoders:
+    """CLIP-L + T5 of ``config`` (``kind: tiny``: the built-in tiny pair) with the configured T5 lengths."""
+    if config.kind == "tiny":
+        encoders = AnyPhotoPipeline.tiny(folder=config.tiny_dir or None).text_encoders
+    else:
+        _check_files(config, ("clip_l", "t5"))
+        roots = [config.tokenizers or None, os.environ.get("COMFYUI_PATH")]
+        encoders = load_text_encoders(config.clip_l, config.t5, roots, dtype, device)
+    encoders.t5_min_length, encoders.t5_max_length = config.t5_min_length, config.t5_max_length
+    return encoders
+
+
+def _check_files(config: ModelConfig, roles) -> None:
+    for role in roles:
+        if not Path(getattr(config, role)).is_file():
+            raise FileNotFoundError(f"model.{role} file not found: {getattr(config, role)!r} (set model.{role})")
+
+
 def build_models(config: ModelConfig, device="cpu", dtype=torch.float32, need_recognizer: bool = True) -> FrozenModels:
     """Load the frozen models (``kind: flux``: local files; ``kind: tiny``: the built-in tiny set), all
-    ``requires_grad=False``, on ``device`` in ``dtype`` (tiny: float32)."""
+    ``requires_grad=False``, on ``device`` in ``dtype`` (tiny: float32). With ``model.text_cache`` the captions
+    come from the cache (:class:`~train.text_cache.TextCache`) and the text encoders are not loaded at all."""
+    cache = TextCache(config.text_cache, config.t5_min_length, config.t5_max_length) if config.text_cache else None
     if config.kind == "tiny":
         pipe = AnyPhotoPipeline.tiny(folder=config.tiny_dir or None)
-        pipe.flux.to(device)
-        pipe.vae.model.to(device)
+        flux, vae = pipe.flux.to(device), pipe.vae
+        vae.model.to(device)
     else:
-        files = ModelFiles(flux=Path(config.flux), vae=Path(config.vae), clip_l=Path(config.clip_l), t5=Path(config.t5))
-        for role in ("flux", "vae", "clip_l", "t5"):
-            if not getattr(files, role).is_file():
-                raise FileNotFoundError(f"model.{role} file not found: {getattr(files, role)} (set model.{role})")
-        roots = [config.tokenizers or None, os.environ.get("COMFYUI_PATH")]
-        pipe = AnyPhotoPipeline.from_files(files, roots, device=device, dtype=dtype)
-    text: EncodeText = pipe.text_encoders.encode
-    if config.text_cache:
-        text = CachedTextEncoder(text, config.text_cache)
+        _check_files(config, ("flux", "vae"))
+        flux = load_flux(config.flux, dtype=dtype, device=device)
+        vae = load_flux_vae(config.vae, dtype=dtype, device=device)
+    text: EncodeText = cache if cache is not None else load_text_encoders_for(config, device, dtype).encode
     recognizer = None
     if need_recognizer:
         if not config.recognizer:
@@ -94,5 +91,5 @@ def build_models(config: ModelConfig, device="cpu", dtype=torch.float32, need_re
                 "antelopev2/glintr100.onnx); or set loss.face_weight=0 and loss.nce_weight=0"
             )
         recognizer = TorchArcFace(config.recognizer).to(device)
-    pipe.flux.requires_grad_(False).eval()
-    return FrozenModels(pipe.flux, pipe.vae, text, recognizer)
+    flux.requires_grad_(False).eval()
+    return FrozenModels(flux, vae, text, recognizer)

@@ -41,6 +41,7 @@ from .losses import (
 )
 from .manifest import Manifest, read_manifest
 from .models import FrozenModels, build_models, decode_with_grad
+from .text_cache import check_captions
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +186,7 @@ class Trainer:
         need_face = config.loss.face_weight > 0 or config.loss.nce_weight > 0
         self.models = models or build_models(config.model, device, frozen_dtype, need_recognizer=need_face)
         self.manifest = manifest or read_manifest(config.data.manifest)
+        check_captions(self.manifest, config.data, self.models.text)
         self.data = SampleBuilder(self.manifest, config.data, seed=rc.seed)
         torch.manual_seed(rc.seed)
         self.adapter = AnyPhotoAdapter(

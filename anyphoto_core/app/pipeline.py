@@ -32,7 +32,7 @@ from ..sampling import euler_sample, flux_schedule
 from ..tokens import PIXELS_PER_TOKEN, image_token_ids, pack_latent, unpack_tokens
 from ..validation import check_identity_embeddings
 from .models import ModelFiles, TextEncoders, load_clip_text_model, load_flux_vae, load_t5_encoder
-from .models.text_encoders import find_tokenizer_dirs, load_tokenizer
+from .models.text_encoders import find_tokenizer_dirs, load_text_encoders, load_tokenizer
 from .models.tiny import TINY_CLIP_CONFIG, TINY_MAX_LENGTH, TINY_T5_CONFIG, TINY_VAE_CONFIG, ensure_tiny_models
 from .models.vae import FluxVAE
 
@@ -105,16 +105,11 @@ class AnyPhotoPipeline:
         """Load real weights (every role of ``files`` but ``insightface`` must be set; adapter optional)."""
         dev, dt = default_device()
         device, dtype = device or dev, dtype or dt
-        tok_dirs = find_tokenizer_dirs(tokenizer_roots)
+        find_tokenizer_dirs(tokenizer_roots)  # fail on missing tokenizers before loading gigabytes of weights
         flux = load_flux(files.flux, dtype=dtype, device=device)
         adapter = cls._load_adapter(files.adapter, flux, device, dtype)
         vae = load_flux_vae(files.vae, dtype=dtype, device=device)
-        encoders = TextEncoders(
-            load_clip_text_model(files.clip_l, dtype=dtype, device=device),
-            load_t5_encoder(files.t5, dtype=dtype, device=device),
-            load_tokenizer(tok_dirs.clip),
-            load_tokenizer(tok_dirs.t5),
-        )
+        encoders = load_text_encoders(files.clip_l, files.t5, tokenizer_roots, dtype, device)
         names = {k: str(v) for k, v in vars(files).items() if v is not None}
         return cls(flux, vae, encoders, adapter, torch.device(device), dtype, names)
 

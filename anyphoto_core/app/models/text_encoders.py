@@ -169,7 +169,12 @@ def load_tokenizer(folder: Path):
 
 
 class TextEncoders:
-    """Both encoders and tokenizers; :meth:`encode` gives FLUX's ``(txt, y)``; :meth:`free` drops the weights."""
+    """Both encoders and tokenizers; :meth:`encode` gives FLUX's ``(txt, y)``; :meth:`free` drops the weights.
+
+    T5 length: with ``t5_min_length`` None (default) every prompt is padded to ``t5_max_length`` (diffusers'
+    FLUX.1-dev convention, 512). With ``t5_min_length`` set, a prompt of ``n`` tokens (EOS included) is padded
+    to ``min(max(n, t5_min_length), t5_max_length)``: ComfyUI's FLUX convention is ``t5_min_length=256``.
+    """
 
     def __init__(
         self,
@@ -179,18 +184,28 @@ class TextEncoders:
         t5_tokenizer,
         clip_max_length: int = CLIP_MAX_LENGTH,
         t5_max_length: int = T5_MAX_LENGTH,
+        t5_min_length: int | None = None,
     ):
         self.clip, self.t5 = clip, t5
         self.clip_tokenizer, self.t5_tokenizer = clip_tokenizer, t5_tokenizer
         self.clip_max_length, self.t5_max_length = clip_max_length, t5_max_length
+        self.t5_min_length = t5_min_length
+
+    def t5_length(self, prompt: str) -> int:
+        """Number of T5 positions :meth:`encode` gives ``prompt`` (see the class doc)."""
+        if self.t5_min_length is None:
+            return self.t5_max_length
+        n = len(self.t5_tokenizer(prompt, max_length=self.t5_max_length, truncation=True).input_ids)
+        return min(max(n, self.t5_min_length), self.t5_max_length)
 
     @torch.no_grad()
     def encode(self, prompt: str) -> tuple[Tensor, Tensor]:
-        """``prompt`` -> ``txt`` ``(1, t5_max_length, d_model)`` and ``y`` ``(1, clip_hidden)``, float32 CPU."""
+        """``prompt`` -> ``txt`` ``(1, L, d_model)`` (``L`` = :meth:`t5_length`) and ``y`` ``(1, clip_hidden)``,
+        float32 CPU."""
         if self.clip is None:
             raise RuntimeError("text encoders were freed; load them again")
         t5_ids = self.t5_tokenizer(
-            [prompt], padding="max_length", max_length=self.t5_max_length, truncation=True, return_tensors="pt"
+            [prompt], padding="max_length", max_length=self.t5_length(prompt), truncation=True, return_tensors="pt"
         ).input_ids
         clip_ids = self.clip_tokenizer(
             [prompt], padding="max_length", max_length=self.clip_max_length, truncation=True, return_tensors="pt"
@@ -207,3 +222,14 @@ class TextEncoders:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def load_text_encoders(clip_l, t5, tokenizer_roots, dtype=torch.float32, device="cpu") -> TextEncoders:
+    """CLIP-L and T5-XXL from their single files plus the local tokenizers (:func:`find_tokenizer_dirs`)."""
+    dirs = find_tokenizer_dirs(tokenizer_roots)
+    return TextEncoders(
+        load_clip_text_model(clip_l, dtype=dtype, device=device),
+        load_t5_encoder(t5, dtype=dtype, device=device),
+        load_tokenizer(dirs.clip),
+        load_tokenizer(dirs.t5),
+    )
