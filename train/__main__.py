@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -10,24 +11,23 @@ from pathlib import Path
 
 
 def _preprocess(args) -> int:
-    from anyphoto_core.faces import load_centerface_analyzer, load_face_analyzer
+    from .preprocess import AnalyzerSpec, PreprocessJob, list_photos, list_references, preprocess
 
-    from .manifest import build_manifest, write_manifest
-
-    if args.face_models:
-        analyzer = load_face_analyzer(args.face_models, args.pack)
-    elif args.recognizer:
-        analyzer = load_centerface_analyzer(args.recognizer)
-    else:
-        print(
-            "error: give --face-models (folder with models/antelopev2) or --recognizer (ONNX, CenterFace detector)",
-            file=sys.stderr,
-        )
-        return 2
-    manifest = build_manifest(args.images, args.refs, analyzer, args.iou_weight, args.min_score)
-    write_manifest(args.out, manifest)
-    faces = sum(len(r.faces) for r in manifest.images)
-    print(f"wrote {args.out}: {len(manifest.galleries)} identities, {len(manifest.images)} images, {faces} faces")
+    images = list_photos(Path(args.images) if args.images else None, Path(args.file_list) if args.file_list else None)
+    job = PreprocessJob(
+        images=tuple(images),
+        refs=tuple(list_references(Path(args.refs))),
+        out=Path(args.out),
+        analyzer=AnalyzerSpec(args.face_models, args.pack, args.recognizer),
+        shard_size=args.shard_size,
+        iou_weight=args.iou_weight,
+        min_score=args.min_score,
+        allow_missing_captions=args.allow_missing_captions,
+    )
+    rank, world, _ = process_rank()
+    summary = preprocess(job, rank, world, args.workers)
+    if summary is not None:
+        print(f"wrote {args.out}: " + json.dumps(summary))
     return 0
 
 
@@ -107,10 +107,21 @@ def _encode_text(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train", description="AnyPhoto offline trainer")
     sub = parser.add_subparsers(dest="command", required=True)
-    pre = sub.add_parser("preprocess", help="build a manifest from images + per-identity reference folders")
-    pre.add_argument("--images", required=True)
+    pre = sub.add_parser(
+        "preprocess",
+        help="build a manifest from photos + per-identity reference folders (sharded over launched processes "
+        "and --workers, resumable)",
+    )
+    photos = pre.add_mutually_exclusive_group(required=True)
+    photos.add_argument("--images", help="folder of training photos (searched recursively)")
+    photos.add_argument("--file-list", help="text file, one photo path a line (relative to the list's folder)")
     pre.add_argument("--refs", required=True, help="one subfolder per identity")
-    pre.add_argument("--out", required=True)
+    pre.add_argument("--out", required=True, help="manifest to write (work files in <out>.parts/)")
+    pre.add_argument("--workers", type=int, default=1, help="local processes per launched process")
+    pre.add_argument("--shard-size", type=int, default=1000, help="photos per shard (the unit of resume)")
+    pre.add_argument(
+        "--allow-missing-captions", action="store_true", help="photos without <stem>.txt get an empty caption"
+    )
     pre.add_argument("--face-models", help="insightface root holding models/<pack>")
     pre.add_argument("--pack", default="antelopev2")
     pre.add_argument("--recognizer", help="ArcFace ONNX; with CenterFace detection when no --face-models")

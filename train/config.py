@@ -34,6 +34,8 @@ class DataConfig:
     degradations: dict[str, float] = field(default_factory=dict)  # name -> probability (overrides defaults)
     token_rule: str = "majority"
     caption_dropout: float = 0.0
+    workers: int = 4  # DataLoader processes building samples ahead of the GPU (0 = in the training process)
+    prefetch: int = 2  # samples each worker builds ahead
     allow_missing_captions: bool = False  # true: images without a caption train with "" (else an error)
 
 
@@ -193,6 +195,8 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("data.degradations", lambda v: all(0.0 <= p <= 1.0 for p in v.values()), "probabilities in [0, 1]"),
     ("data.token_rule", lambda v: v in COVERAGE_RULES, f"one of {COVERAGE_RULES}"),
     ("data.caption_dropout", lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]"),
+    ("data.workers", lambda v: v >= 0, ">= 0 (0 = build samples in the training process)"),
+    ("data.prefetch", lambda v: v >= 1, ">= 1"),
     ("model.kind", lambda v: v in ("flux", "tiny"), "'flux' or 'tiny'"),
     ("model.rank", lambda v: v >= 1, ">= 1"),
     ("model.alpha", lambda v: v > 0, "> 0"),

@@ -10,8 +10,8 @@ One JSON object per line, two kinds (paths relative to the manifest's folder, or
   training photo with every matched face (pixels of the photo; landmarks in ArcFace order: left eye,
   right eye, nose, left mouth corner, right mouth corner, "left" = image left).
 
-Preprocessing (paper appendix 0.A.2, stages 2-3): detect faces, embed them, and assign each to a
-known identity by greedy matching on ``w * IoU(box, hint box) + (1 - w) * cos(embedding, identity)``
+Preprocessing (:mod:`train.preprocess`; paper appendix 0.A.2, stages 2-3): detect faces, embed them, and
+assign each to a known identity by greedy matching on ``w * IoU(box, hint box) + (1 - w) * cos(embedding, identity)``
 (cosine only when the image has no hint box for that identity). Person segmentation (YOLO) and
 VLM captioning are not part of this command: captions come from a sidecar ``<image stem>.txt``.
 Optional sidecar ``<image stem>.json``: ``{"identities": {"alice": [x1, y1, x2, y2] | null, ...}}``
@@ -85,6 +85,37 @@ def _resolve(root: Path, path: str) -> Path:
     return p if p.is_absolute() else root / p
 
 
+def parse_identity_line(obj: dict, root: Path, where: str) -> tuple[str, tuple[ReferencePhoto, ...]]:
+    """``(identity, reference photos)`` of an ``identity`` line (paths relative to ``root``)."""
+    refs = tuple(
+        ReferencePhoto(
+            _resolve(root, r["image"]),
+            _points(r["landmarks"], (5, 2), where),
+            _points(r["embedding"], (512,), where).astype(np.float32),
+        )
+        for r in obj["references"]
+    )
+    if not refs:
+        raise ManifestError(f"{where}: identity {obj['identity']!r} has no reference photos")
+    return obj["identity"], refs
+
+
+def identity_line(name: str, refs, rel) -> dict:
+    """The ``identity`` line of ``name``'s reference photos; ``rel`` maps a path to the string stored."""
+    return {
+        "kind": "identity",
+        "identity": name,
+        "references": [
+            {
+                "image": rel(r.image),
+                "landmarks": np.asarray(r.landmarks).tolist(),
+                "embedding": [round(float(v), 6) for v in r.embedding],
+            }
+            for r in refs
+        ],
+    }
+
+
 def read_manifest(path: str | Path) -> Manifest:
     """Parse and validate a manifest; every face's identity must have a gallery."""
     path = Path(path)
@@ -98,17 +129,8 @@ def read_manifest(path: str | Path) -> Manifest:
         try:
             obj = json.loads(line)
             if obj["kind"] == "identity":
-                refs = tuple(
-                    ReferencePhoto(
-                        _resolve(root, r["image"]),
-                        _points(r["landmarks"], (5, 2), where),
-                        _points(r["embedding"], (512,), where).astype(np.float32),
-                    )
-                    for r in obj["references"]
-                )
-                if not refs:
-                    raise ManifestError(f"{where}: identity {obj['identity']!r} has no reference photos")
-                galleries[obj["identity"]] = refs
+                name, refs = parse_identity_line(obj, root, where)
+                galleries[name] = refs
             elif obj["kind"] == "image":
                 faces = tuple(
                     FaceAnnotation(
@@ -140,21 +162,7 @@ def write_manifest(path: str | Path, manifest: Manifest) -> None:
         p = Path(p).resolve()
         return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
 
-    lines = [
-        {
-            "kind": "identity",
-            "identity": name,
-            "references": [
-                {
-                    "image": rel(r.image),
-                    "landmarks": r.landmarks.tolist(),
-                    "embedding": [round(float(v), 6) for v in r.embedding],
-                }
-                for r in refs
-            ],
-        }
-        for name, refs in galleries_sorted(manifest)
-    ]
+    lines = [identity_line(name, refs, rel) for name, refs in sorted(manifest.galleries.items())]
     lines += [
         {
             "kind": "image",
@@ -169,10 +177,6 @@ def write_manifest(path: str | Path, manifest: Manifest) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text("".join(json.dumps(obj) + "\n" for obj in lines))
     tmp.replace(path)
-
-
-def galleries_sorted(manifest: Manifest):
-    return sorted(manifest.galleries.items())
 
 
 def box_iou(a, b) -> float:
@@ -213,59 +217,8 @@ def match_faces(
     return out
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def build_manifest(images_dir, refs_dir, analyzer, iou_weight: float = 0.5, min_score: float = 0.3) -> Manifest:
-    """Run preprocessing with ``analyzer`` (:class:`anyphoto_core.faces.FaceAnalyzer`)."""
-    from anyphoto_core.faces import FaceError, arcface_crop, face_ref_from_photo, load_photo
-
-    images_dir, refs_dir = Path(images_dir), Path(refs_dir)
-    for d in (images_dir, refs_dir):
-        if not d.is_dir():
-            raise ManifestError(f"folder not found: {d}")
-    galleries = {}
-    for person in sorted(p for p in refs_dir.iterdir() if p.is_dir()):
-        refs = []
-        for photo in _images_in(person):
-            try:
-                ref = face_ref_from_photo(photo, analyzer, rule="largest")
-            except FaceError as exc:
-                log.warning("skipping reference %s: %s", photo, exc)
-                continue
-            refs.append(ReferencePhoto(photo, ref.landmarks, ref.embedding))
-        if refs:
-            galleries[person.name] = tuple(refs)
-    if not galleries:
-        raise ManifestError(f"{refs_dir} has no identity subfolder with a usable face photo (one subfolder per person)")
-    identity_emb = {k: Manifest(galleries, ()).identity_embedding(k) for k in galleries}
-    records = []
-    for photo in _images_in(images_dir):
-        image = load_photo(photo)
-        detections = analyzer.detector.detect(image)
-        if not detections:
-            continue
-        embs = np.stack([analyzer.recognizer.embed(arcface_crop(image, d.landmarks)) for d in detections])
-        embs = embs / np.linalg.norm(embs, axis=1, keepdims=True)
-        hints = _read_hints(photo)
-        names = list(hints) if hints is not None else list(galleries)
-        unknown = [n for n in names if n not in galleries]
-        if unknown:
-            raise ManifestError(f"{photo.with_suffix('.json')} names {unknown} with no folder in {refs_dir}")
-        candidates = [(n, identity_emb[n], (hints or {}).get(n)) for n in names]
-        matches = match_faces([d.box for d in detections], embs, candidates, iou_weight, min_score)
-        faces = tuple(
-            FaceAnnotation(name, detections[i].box, detections[i].landmarks) for i, (name, _) in sorted(matches.items())
-        )
-        caption_file = photo.with_suffix(".txt")
-        caption = caption_file.read_text().strip() if caption_file.is_file() else ""
-        if faces:
-            records.append(ImageRecord(photo, caption, faces))
-    return Manifest(galleries, tuple(records))
-
-
-def _read_hints(photo: Path) -> dict | None:
+def read_hints(photo: Path) -> dict | None:
+    """The optional ``<stem>.json`` sidecar: ``{identity: hint box or None}``, or None without a sidecar."""
     sidecar = photo.with_suffix(".json")
     if not sidecar.is_file():
         return None

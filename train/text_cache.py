@@ -137,7 +137,8 @@ def encode_captions(
     """Encode this process's share of the distinct captions not yet in ``folder``; returns how many it wrote."""
     from tqdm.auto import tqdm
 
-    todo = sorted(TextCache(folder, t5_min_length, t5_max_length).missing(captions))[rank::world]
+    mine = sorted(set(captions))[rank::world]  # owned by this rank whatever the others have written already
+    todo = TextCache(folder, t5_min_length, t5_max_length).missing(mine)
     writer = ShardWriter(folder, rank, _lengths(t5_min_length, t5_max_length), shard_size)
     for caption in tqdm(todo, desc=f"encode-text rank {rank}/{world}", unit="caption", disable=not progress):
         writer.add(caption, *encode(caption))

@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from anyphoto_core.adapter import AdapterConfig, AnyPhotoAdapter
 from anyphoto_core.conditioning import encode_canvas_tokens, identity_inputs
 from anyphoto_core.tokens import image_token_ids, pack_latent, unpack_tokens
 
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .dataset import SampleBuilder, TrainingSample
 from .face_crops import decode_face_crops, decode_face_crops_full
@@ -41,6 +42,7 @@ from .losses import (
 )
 from .manifest import Manifest, read_manifest
 from .models import FrozenModels, build_models, decode_with_grad
+from .stream import StreamLayout, sample_loader
 from .text_cache import check_captions
 
 log = logging.getLogger(__name__)
@@ -188,6 +190,7 @@ class Trainer:
         self.manifest = manifest or read_manifest(config.data.manifest)
         check_captions(self.manifest, config.data, self.models.text)
         self.data = SampleBuilder(self.manifest, config.data, seed=rc.seed)
+        self.layout = StreamLayout(accelerator.num_processes, config.optim.accumulation)
         torch.manual_seed(rc.seed)
         self.adapter = AnyPhotoAdapter(
             adapter_config_for(self.models.flux, config), lora_dropout=config.model.lora_dropout
@@ -215,11 +218,11 @@ class Trainer:
     @property
     def global_batch(self) -> int:
         """Samples per optimizer step: 1 per GPU x GPUs x accumulation."""
-        return self.accelerator.num_processes * self.micro_per_step
+        return self.layout.global_batch
 
     def position(self, step: int, micro: int) -> int:
-        """Global data-stream position of this process's micro-batch ``micro`` of ``step``."""
-        return (step * self.micro_per_step + micro) * self.accelerator.num_processes + self.accelerator.process_index
+        """Global data-stream position of this process's micro-batch ``micro`` of ``step`` (:mod:`train.stream`)."""
+        return self.layout.position(step, micro, self.accelerator.process_index)
 
     @torch.no_grad()
     def prepare(self, sample: TrainingSample) -> PreparedSample:
@@ -254,13 +257,14 @@ class Trainer:
         return torch.from_numpy(np.stack(others)).to(self.accelerator.device) if others else None
 
     # ---- loop ---------------------------------------------------------------------------------
-    def train_step(self) -> dict[str, float]:
-        """One optimizer step; returns the mean loss terms over its micro-batches (this process)."""
+    def train_step(self, samples: Iterator[TrainingSample] | None = None) -> dict[str, float]:
+        """One optimizer step; returns the mean loss terms over its micro-batches (this process). ``samples``:
+        this step's samples in micro-batch order (the prefetching loader of :meth:`fit`); None = build them here."""
         totals: dict[str, float] = {}
         self.objective.train()
         for micro in range(self.micro_per_step):
             pos = self.position(self.step, micro)
-            sample = self.data.build(pos, self.step)
+            sample = next(samples) if samples is not None else self.data.build(pos, self.step)
             prepared = self.prepare(sample)
             g = torch.Generator().manual_seed(self.config.run.seed * 1_000_003 + pos)
             t = sample_logit_normal(1, self.config.loss.logit_mean, self.config.loss.logit_std, g)
@@ -307,9 +311,11 @@ class Trainer:
             )
         history = []
         bar = tqdm(total=target, initial=self.step, disable=not acc.is_main_process, desc="train")
+        keys = [(self.position(s, m), s) for s in range(self.step, target) for m in range(self.micro_per_step)]
+        samples = sample_loader(self.data, keys, self.config.data.workers, self.config.data.prefetch)
         while self.step < target:
             start = time.perf_counter()
-            terms = self.train_step()
+            terms = self.train_step(samples)
             terms["seconds"] = time.perf_counter() - start
             terms["lr"] = self.scheduler.get_last_lr()[0]
             history.append(terms)
@@ -355,7 +361,12 @@ class Trainer:
                 self.adapter,
                 self.optimizer,
                 self.scheduler,
-                {"data_position": self.position(self.step, 0), "config": self.config.to_dict()},
+                {
+                    "data_position": self.layout.consumed(self.step),
+                    "world_size": self.layout.world,
+                    "accumulation": self.layout.accumulation,
+                    "config": self.config.to_dict(),
+                },
                 keep=self.config.run.keep_checkpoints,
             )
         acc.wait_for_everyone()
@@ -368,6 +379,19 @@ class Trainer:
             return False
         state = load_checkpoint(path, self.adapter, self.optimizer, self.scheduler)
         self.step = int(state["step"])
+        if "data_position" not in state:
+            raise CheckpointError(f"{path}/state.json lacks data_position: cannot tell where the data stream stopped")
+        self.layout = StreamLayout(self.layout.world, self.layout.accumulation, int(state["data_position"]), self.step)
+        before = (state.get("world_size"), state.get("accumulation"))
+        if before != (self.layout.world, self.layout.accumulation) and self.accelerator.is_main_process:
+            log.warning(
+                "resuming with %d processes x %d accumulation (checkpoint: %s x %s): the data stream is re-sharded "
+                "and continues at sample %d",
+                self.layout.world,
+                self.layout.accumulation,
+                *before,
+                self.layout.start,
+            )
         self.last_checkpoint = path
         return True
 
