@@ -20,6 +20,7 @@ restricts the candidates to those people and gives hint boxes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -61,16 +62,54 @@ class ImageRecord:
 
 
 @dataclass(frozen=True)
+class RecognizerRecord:
+    """The recognizer that embedded the manifest: ``name`` (insightface pack, or the ONNX file's stem), ``sha256``
+    of its ONNX file. Line: ``{"kind": "recognizer", "name": "antelopev2", "sha256": "..."}``."""
+
+    name: str
+    sha256: str
+
+    @classmethod
+    def of_file(cls, name: str, path: str | Path) -> RecognizerRecord:
+        return cls(name, file_sha256(path))
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
 class Manifest:
     """``galleries``: identity -> reference photos; ``images``: training photos with >= 1 matched face."""
 
     galleries: dict[str, tuple[ReferencePhoto, ...]]
     images: tuple[ImageRecord, ...]
+    recognizer: RecognizerRecord | None = None  # None: a manifest written without the record (not by preprocess)
 
     def identity_embedding(self, identity: str) -> np.ndarray:
         """(512,) float32: L2-normalized mean of the gallery embeddings (project convention)."""
         mean = np.mean([r.embedding for r in self.galleries[identity]], axis=0)
         return (mean / np.linalg.norm(mean)).astype(np.float32)
+
+
+def trained_recognizer(manifest: Manifest, loss_recognizer: str) -> str:
+    """Name of the recognizer whose embeddings the projector trains on (the adapter's ``recognizer`` metadata):
+    the manifest's record, else the face loss's ONNX file stem, else "unknown". When both exist, the face
+    loss must use the very file that embedded the manifest (its loss compares the two embeddings)."""
+    record = manifest.recognizer
+    if record is None:
+        return Path(loss_recognizer).stem if loss_recognizer else "unknown"
+    if loss_recognizer and Path(loss_recognizer).is_file() and file_sha256(loss_recognizer) != record.sha256:
+        raise ManifestError(
+            f"the manifest was embedded by {record.name} (sha256 {record.sha256[:12]}...), but model.recognizer "
+            f"{loss_recognizer} is another file: the face loss would compare embeddings of two recognizers. Set "
+            "model.recognizer to the recognizer preprocessing used (e.g. antelopev2/glintr100.onnx)"
+        )
+    return record.name
 
 
 def _points(value, shape, where: str) -> np.ndarray:
@@ -100,6 +139,10 @@ def parse_identity_line(obj: dict, root: Path, where: str) -> tuple[str, tuple[R
     return obj["identity"], refs
 
 
+def recognizer_line(record: RecognizerRecord) -> dict:
+    return {"kind": "recognizer", "name": record.name, "sha256": record.sha256}
+
+
 def identity_line(name: str, refs, rel) -> dict:
     """The ``identity`` line of ``name``'s reference photos; ``rel`` maps a path to the string stored."""
     return {
@@ -121,7 +164,7 @@ def read_manifest(path: str | Path) -> Manifest:
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}; build one with `python -m train preprocess`")
-    root, galleries, images = path.parent, {}, []
+    root, galleries, images, recognizer = path.parent, {}, [], None
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -131,6 +174,8 @@ def read_manifest(path: str | Path) -> Manifest:
             if obj["kind"] == "identity":
                 name, refs = parse_identity_line(obj, root, where)
                 galleries[name] = refs
+            elif obj["kind"] == "recognizer":
+                recognizer = RecognizerRecord(str(obj["name"]), str(obj["sha256"]))
             elif obj["kind"] == "image":
                 faces = tuple(
                     FaceAnnotation(
@@ -140,7 +185,7 @@ def read_manifest(path: str | Path) -> Manifest:
                 )
                 images.append(ImageRecord(_resolve(root, obj["image"]), str(obj.get("caption", "")), faces))
             else:
-                raise ManifestError(f"{where}: unknown kind {obj['kind']!r} (use 'identity' or 'image')")
+                raise ManifestError(f"{where}: unknown kind {obj['kind']!r} (use 'recognizer', 'identity' or 'image')")
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
             raise ManifestError(f"{where}: malformed line ({exc!r}); see docs/training.md for the format") from None
     for rec in images:
@@ -150,7 +195,7 @@ def read_manifest(path: str | Path) -> Manifest:
     images = [r for r in images if r.faces]
     if not images:
         raise ManifestError(f"{path} has no image with a matched face")
-    return Manifest(galleries, tuple(images))
+    return Manifest(galleries, tuple(images), recognizer)
 
 
 def write_manifest(path: str | Path, manifest: Manifest) -> None:
@@ -162,7 +207,8 @@ def write_manifest(path: str | Path, manifest: Manifest) -> None:
         p = Path(p).resolve()
         return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
 
-    lines = [identity_line(name, refs, rel) for name, refs in sorted(manifest.galleries.items())]
+    lines = [recognizer_line(manifest.recognizer)] if manifest.recognizer else []
+    lines += [identity_line(name, refs, rel) for name, refs in sorted(manifest.galleries.items())]
     lines += [
         {
             "kind": "image",

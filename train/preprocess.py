@@ -39,11 +39,13 @@ from .manifest import (
     IMAGE_SUFFIXES,
     Manifest,
     ManifestError,
+    RecognizerRecord,
     ReferencePhoto,
     identity_line,
     match_faces,
     parse_identity_line,
     read_hints,
+    recognizer_line,
 )
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,11 @@ class AnalyzerSpec:
         if self.recognizer:
             return load_centerface_analyzer(self.recognizer)
         raise ManifestError("give --face-models (folder with models/antelopev2) or --recognizer (ArcFace ONNX)")
+
+    def record(self, analyzer) -> RecognizerRecord:
+        """Name and hash of the recognizer ``analyzer`` (made by :meth:`load`) really runs."""
+        name = self.pack if self.face_models else Path(self.recognizer).stem
+        return RecognizerRecord.of_file(name, analyzer.recognizer.model_file)
 
 
 @dataclass(frozen=True)
@@ -141,6 +148,23 @@ def _check_listing(job: PreprocessJob) -> None:
     job.parts.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"listing.json.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(listing))
+    os.replace(tmp, path)
+
+
+def _record_recognizer(job: PreprocessJob, analyzer) -> None:
+    """Write ``recognizer.json`` (what embedded the shards); a rerun with another recognizer stops."""
+    record, path = job.analyzer.record(analyzer), job.parts / "recognizer.json"
+    if path.is_file():
+        before = RecognizerRecord(**json.loads(path.read_text()))
+        if before != record:
+            raise ManifestError(
+                f"the shards in {job.parts} were embedded by {before.name} (sha256 {before.sha256[:12]}...), this "
+                f"run uses {record.name} ({record.sha256[:12]}...); embeddings of two recognizers cannot be mixed. "
+                "Use the same face models, or delete that folder to start over"
+            )
+        return
+    tmp = path.with_name(f"recognizer.json.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({"name": record.name, "sha256": record.sha256}))
     os.replace(tmp, path)
 
 
@@ -252,8 +276,10 @@ def run_shards(job: PreprocessJob, rank: int, world: int) -> None:
 
     for kind in ("refs", "images"):
         mine = todo(kind)
+        if mine and analyzer is None:
+            analyzer = job.analyzer.load()
+            _record_recognizer(job, analyzer)
         if mine:
-            analyzer = analyzer or job.analyzer.load()
             if kind == "refs":
                 handle = functools.partial(_reference_line, analyzer)
             else:
@@ -280,7 +306,9 @@ def merge(job: PreprocessJob) -> dict:
     rejected, ref_rejected, with_images = Counter(), Counter(), set()
     kept = detected = matched = 0
     tmp = job.out.with_name(f"{job.out.name}.tmp-{os.getpid()}")
+    recognizer = RecognizerRecord(**json.loads((job.parts / "recognizer.json").read_text()))
     with open(tmp, "w") as out:
+        out.write(json.dumps(recognizer_line(recognizer)) + "\n")
         for name, refs in galleries.items():
             out.write(json.dumps(identity_line(name, refs, rel)) + "\n")
         for final, _ in job.shards("refs"):
@@ -306,6 +334,7 @@ def merge(job: PreprocessJob) -> dict:
         raise ManifestError(f"no image kept (rejected: {dict(rejected)}); nothing to train on")
     os.replace(tmp, job.out)
     summary = {
+        "recognizer": recognizer.name,
         "images": len(job.images),
         "kept": kept,
         "rejected": dict(sorted(rejected.items())),

@@ -40,7 +40,7 @@ from .losses import (
     one_step_x0,
     sample_logit_normal,
 )
-from .manifest import Manifest, read_manifest
+from .manifest import Manifest, read_manifest, trained_recognizer
 from .models import FrozenModels, build_models, decode_with_grad
 from .stream import StreamLayout, sample_loader
 from .text_cache import check_captions
@@ -145,7 +145,7 @@ class AnyPhotoObjective(nn.Module):
         return out
 
 
-def adapter_config_for(flux, config: TrainConfig) -> AdapterConfig:
+def adapter_config_for(flux, config: TrainConfig, recognizer: str = "unknown") -> AdapterConfig:
     p = flux.params
     return AdapterConfig(
         hidden_size=p.hidden_size,
@@ -156,6 +156,7 @@ def adapter_config_for(flux, config: TrainConfig) -> AdapterConfig:
         alpha=config.model.alpha,
         projector_hidden=config.model.projector_hidden,
         token_rule=config.data.token_rule,
+        recognizer=recognizer,
         base_model="flux.1-dev" if config.model.kind == "flux" else "tiny-random-flux",
     )
 
@@ -192,8 +193,9 @@ class Trainer:
         self.data = SampleBuilder(self.manifest, config.data, seed=rc.seed)
         self.layout = StreamLayout(accelerator.num_processes, config.optim.accumulation)
         torch.manual_seed(rc.seed)
+        recognizer = trained_recognizer(self.manifest, config.model.recognizer)
         self.adapter = AnyPhotoAdapter(
-            adapter_config_for(self.models.flux, config), lora_dropout=config.model.lora_dropout
+            adapter_config_for(self.models.flux, config, recognizer), lora_dropout=config.model.lora_dropout
         )
         oc = config.optim
         params = [p for p in self.adapter.parameters() if p.requires_grad]

@@ -137,3 +137,24 @@ def test_weights_are_memory_mapped_not_copied(tmp_path):
         assert read[k].dtype == v.dtype and torch.equal(read[k], v), k
     assert str(path) in Path("/proc/self/maps").read_text()
     assert read["a"].untyped_storage().data_ptr() == read["b"].untyped_storage().data_ptr()
+
+
+def test_adapter_names_the_recognizer_that_embedded_the_manifest(
+    tiny_config, frozen_models, tiny_manifest, recognizer_path, tmp_path
+):
+    """The adapter's ``recognizer`` metadata is the manifest's record; a face-loss recognizer that is another file
+    than the one that embedded the manifest is an error."""
+    from dataclasses import replace
+
+    from anyphoto_core.adapter import read_adapter_config
+    from train.manifest import ManifestError, RecognizerRecord, read_manifest, write_manifest
+    from train.trainer import Trainer
+
+    base = read_manifest(tiny_manifest)
+    path = tmp_path / "manifest.jsonl"
+    write_manifest(path, replace(base, recognizer=RecognizerRecord.of_file("glintr100-test", recognizer_path)))
+    trainer = Trainer(tiny_config(f"data.manifest={path}", "run.steps=0"), models=frozen_models)
+    assert read_adapter_config(trainer.export(tmp_path / "a.safetensors")).recognizer == "glintr100-test"
+    write_manifest(path, replace(base, recognizer=RecognizerRecord("other", "0" * 64)))
+    with pytest.raises(ManifestError, match="embedded by other .*another file"):
+        Trainer(tiny_config(f"data.manifest={path}"), models=frozen_models)

@@ -8,7 +8,7 @@ import pytest
 from fixtures.face_models import insightface_image
 from PIL import Image
 
-from train.manifest import ManifestError, read_manifest
+from train.manifest import ManifestError, RecognizerRecord, read_manifest
 from train.preprocess import AnalyzerSpec, PreprocessJob, _ImageMatcher, list_photos, list_references, preprocess
 
 # t1.jpg: boxes of two faces (CenterFace detections, see conftest.T1_FACES)
@@ -96,6 +96,7 @@ def test_crash_loses_only_the_shard_in_flight_and_a_rerun_resumes(photos, recogn
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # finished shards were not redone
     assert not list(parts.glob("*.partial-*"))
     assert summary == {
+        "recognizer": "tiny_recognizer",
         "images": 4,
         "kept": 2,
         "rejected": {"no face detected": 1, "unreadable image": 1},
@@ -109,6 +110,7 @@ def test_crash_loses_only_the_shard_in_flight_and_a_rerun_resumes(photos, recogn
     assert summary["faces_detected"] >= 2 * 3 and summary["faces_matched"] >= 3
     assert json.loads(out.with_name("manifest.jsonl.summary.json").read_text()) == summary
     manifest = read_manifest(out)
+    assert manifest.recognizer == RecognizerRecord.of_file("tiny_recognizer", recognizer_path)
     assert set(manifest.galleries) == {"left", "right"}
     hinted = next(r for r in manifest.images if r.image.name == "a.jpg")
     assert [f.identity for f in hinted.faces] == ["left", "right"]
