@@ -134,7 +134,7 @@ def _lines(path, root):
         obj = json.loads(line)
         if obj["kind"] == "image":
             obj["image"] = str((root / obj["image"]).resolve())
-        else:
+        elif obj["kind"] == "identity":
             for ref in obj["references"]:
                 ref["image"] = str((root / ref["image"]).resolve())
         out.append(obj)
