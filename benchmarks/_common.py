@@ -1,9 +1,12 @@
 """Shared pieces of the forward/attention cost benchmarks: environment, timing, peak memory,
 identity layouts built with the core, and the token-count cost floor.
 
-Timing: one warm-up round (on CPU it also measures memory), then ``rounds`` rounds in which
-every configuration runs once, in order; a configuration's ratio is the median over rounds of
-(its time / the baseline's time in the same round), so slow drift of a shared machine cancels.
+Timing: one warm-up round (on CPU it also measures memory), then ``rounds`` interleaved rounds in
+which every configuration runs once, in forward order on even rounds and reversed on odd rounds
+(so no configuration always runs first or last); a configuration's per-round ratio is its time over
+the baseline's time in the same round, so slow drift of a shared machine cancels. Every round's
+ratio is kept and reported with its min / median / max: on a shared machine the spread, not the
+median alone, says what a claim is worth.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` minus what was allocated before the call.
 On CPU, :class:`TensorMemoryMeter` (a ``TorchDispatchMode``) adds up the storages of the tensors
@@ -64,18 +67,52 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], object], device: torch.device) -> float:
-    """Wall seconds of one call (device synchronized before and after)."""
+#: ``--clock`` choices: ``wall`` = elapsed seconds (``time.perf_counter``); ``cpu`` = CPU seconds of this
+#: process (``time.process_time``), which on a CPU shared with other jobs counts the work done rather
+#: than the time spent waiting for a core. Use ``cpu`` with ``--threads 1`` (with more threads it also
+#: counts the threads' spin-waiting); CUDA timing is always wall.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def timed(fn: Callable[[], object], device: torch.device, clock: str = "wall") -> float:
+    """Seconds of one call on ``clock`` (:data:`CLOCKS`; device synchronized before and after)."""
+    now = CLOCKS["wall" if device.type == "cuda" else clock]
     synchronize(device)
-    start = time.perf_counter()
+    start = now()
     fn()
     synchronize(device)
-    return time.perf_counter() - start
+    return now() - start
 
 
-def paired_rounds(fns: dict[str, Callable[[], object]], baseline: str, rounds: int, device: torch.device) -> dict:
-    """Per configuration: median seconds, median ratio to ``baseline`` and peak bytes.
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """``{"min", "median", "max"}`` of ``values`` (at least one)."""
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
+
+def spread_text(s: dict[str, float] | None, digits: int = 3) -> str:
+    """A :func:`spread` as ``"median [min-max]"``, e.g. ``"1.117 [1.080-1.150]"`` (``"-"`` for None)."""
+    if not s:
+        return "-"
+    return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
+
+
+def format_spread(values: Sequence[float], digits: int = 3) -> str:
+    """``spread_text(spread(values))``."""
+    return spread_text(spread(values), digits)
+
+
+def round_order(names: Sequence[str], round_index: int) -> list[str]:
+    """Forward order on even rounds, reversed on odd rounds."""
+    return list(names) if round_index % 2 == 0 else list(reversed(names))
+
+
+def paired_rounds(
+    fns: dict[str, Callable[[], object]], baseline: str, rounds: int, device: torch.device, clock: str = "wall"
+) -> dict:
+    """Per configuration: every round's seconds and ratio to ``baseline``, their spreads, peak bytes.
+
+    Returns ``{name: {"seconds", "ratio" (medians), "seconds_rounds", "ratio_rounds" (lists, one per
+    timed round), "seconds_spread", "ratio_spread" ({min, median, max}), "samples", "peak_bytes"}}``.
     Round 0 is the warm-up: not timed; on CPU it measures peak memory (:func:`peak_bytes`) so
     that no extra run is needed. On CUDA memory is measured after the timed rounds, so one-time
     library workspaces allocated by the first calls are not charged to the first configuration.
@@ -83,13 +120,13 @@ def paired_rounds(fns: dict[str, Callable[[], object]], baseline: str, rounds: i
     times = {name: [] for name in fns}
     peaks = {}
     for round_index in range(rounds + 1):
-        for name, fn in fns.items():
+        for name in round_order(list(fns), round_index - 1):
             if round_index:
-                times[name].append(timed(fn, device))
+                times[name].append(timed(fns[name], device, clock))
             elif device.type == "cpu":
-                peaks[name] = peak_bytes(fn, device)
+                peaks[name] = peak_bytes(fns[name], device)
             else:
-                fn()
+                fns[name]()
     if device.type != "cpu":
         peaks = {name: peak_bytes(fn, device) for name, fn in fns.items()}
     out = {}
@@ -98,6 +135,10 @@ def paired_rounds(fns: dict[str, Callable[[], object]], baseline: str, rounds: i
         out[name] = {
             "seconds": statistics.median(ts),
             "ratio": statistics.median(ratios),
+            "seconds_rounds": ts,
+            "ratio_rounds": ratios,
+            "seconds_spread": spread(ts),
+            "ratio_spread": spread(ratios),
             "samples": len(ts),
             "peak_bytes": peaks[name],
         }
@@ -189,31 +230,43 @@ def star_pairs(n_global: int, lengths: Sequence[int]) -> int:
     return n_global * (n_global + m) + sum(n * (n_global + n) for n in lengths)
 
 
-def forward_floor(n_global: int, lengths: Sequence[int], hidden: int, mlp_hidden: int, lora_rank: int) -> float:
-    """Ideal time ratio AnyPhoto / stock per FLUX block (the same for double and single blocks).
+def block_flops(n_global: int, lengths: Sequence[int], hidden: int, mlp_hidden: int, lora_rank: int) -> int:
+    """FLOPs of one FLUX block over ``n_global`` text + image tokens and identities of ``lengths``.
 
     Per token and block the linears cost ``2 * (4 C^2 + 2 C F)`` FLOPs (``F`` = MLP width; double:
     qkv + proj + two MLP linears, single: linear1 + linear2 -- equal), attention ``4 C`` FLOPs per
-    visible query-key pair (``QK^T`` and ``PV``), and each identity token adds the LoRA
-    ``2 r * sum(fan_in + fan_out)`` over the block's targets (double-block targets ``8C + 2F``;
-    single ``6C + 2F``, a 0.01% difference in the floor). Modulation, norms and RoPE are
-    ignored (per-row, well under 1%). floor = AnyPhoto FLOPs / stock FLOPs.
+    visible query-key pair (``QK^T`` and ``PV``; star topology, :func:`star_pairs`), and each
+    identity token adds the LoRA ``2 r * sum(fan_in + fan_out)`` over the block's targets
+    (double-block targets ``8C + 2F``; single ``6C + 2F``, a 0.01% difference in the ratios).
+    Modulation, norms and RoPE are ignored (per-row, well under 1%).
     """
     c, f, r = hidden, mlp_hidden, lora_rank
     per_token = 2 * (4 * c * c + 2 * c * f)
     lora_per_id_token = 2 * r * ((c + 3 * c) + (c + c) + (c + f) + (f + c))  # double-block targets
     m = sum(lengths)
-    stock = per_token * n_global + 4 * c * n_global * n_global
-    anyphoto = per_token * (n_global + m) + lora_per_id_token * m + 4 * c * star_pairs(n_global, lengths)
-    return anyphoto / stock
+    return per_token * (n_global + m) + lora_per_id_token * m + 4 * c * star_pairs(n_global, lengths)
+
+
+def forward_floor(n_global: int, lengths: Sequence[int], hidden: int, mlp_hidden: int, lora_rank: int) -> float:
+    """Ideal time ratio AnyPhoto / stock per FLUX block (the same for double and single blocks):
+    :func:`block_flops` with the identities over :func:`block_flops` without them."""
+    dims = (hidden, mlp_hidden, lora_rank)
+    return block_flops(n_global, lengths, *dims) / block_flops(n_global, (), *dims)
 
 
 def benchmark_arg_parser(description: str, quick_help: str) -> argparse.ArgumentParser:
-    """The options every benchmark script shares: ``--json --quick --threads --rounds --cpu``."""
+    """The options every benchmark script shares: ``--json --quick --threads --rounds --cpu --clock``."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="one JSON object per row")
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds after one warm-up round")
     parser.add_argument("--cpu", action="store_true", help="stay on CPU even if CUDA is available")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall: elapsed seconds; cpu: this process's CPU seconds, robust to other jobs on a shared "
+        "machine (use with --threads 1); CUDA is always timed on the wall clock",
+    )
     return parser

@@ -5,8 +5,9 @@
 Real FLUX.1 attention shape (24 heads x 128, bf16, one batch row), 512 text + 4096 / 1024 image
 tokens, 1/2/4/8 identities with token counts from real canvases (pruned), plus 4 unpruned
 canvases. Per row: seconds and peak memory of :func:`isolated_attention` and of
-:func:`masked_reference_attention`, their ratios (fast / reference), and the largest attention mask
-the fast path passed to the kernel (it must never be ``N x N``).
+:func:`masked_reference_attention`, the time ratio fast / reference over interleaved rounds as
+median [min-max] (every round's ratio in ``--json``), the memory ratio, and the largest attention
+mask the fast path passed to the kernel (it must never be ``N x N``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 
 import torch
-from _common import benchmark_arg_parser, environment, identity_tokens, image_tokens, paired_rounds
+from _common import benchmark_arg_parser, environment, format_spread, identity_tokens, image_tokens, paired_rounds
 
 from anyphoto_core.attention import isolated_attention, masked_reference_attention, sdpa_attention
 
@@ -25,7 +26,7 @@ def run(args) -> list[dict]:
     cuda = torch.cuda.is_available() and not args.cpu
     device, dtype = torch.device("cuda" if cuda else "cpu"), torch.bfloat16
     torch.set_num_threads(args.threads)
-    env = environment(device, dtype)
+    env = {**environment(device, dtype), "clock": "wall" if cuda else args.clock}
     rows = []
     for size in args.sizes:
         n_global = N_TXT + image_tokens(size)
@@ -49,7 +50,7 @@ def run(args) -> list[dict]:
                     "reference": lambda a=(q, k, v, n_global, lengths): masked_reference_attention(*a),
                     "fast": lambda a=(q, k, v, n_global, lengths): isolated_attention(*a),
                 }
-                timing = paired_rounds(fns, "reference", args.rounds, device)
+                timing = paired_rounds(fns, "reference", args.rounds, device, args.clock)
                 peaks = {key: t["peak_bytes"] for key, t in timing.items()}
             row = {
                 **env,
@@ -60,6 +61,8 @@ def run(args) -> list[dict]:
                 "fast_seconds": timing["fast"]["seconds"],
                 "reference_seconds": timing["reference"]["seconds"],
                 "time_ratio": timing["fast"]["ratio"],
+                "time_ratio_spread": timing["fast"]["ratio_spread"],
+                "time_ratio_rounds": timing["fast"]["ratio_rounds"],
                 "fast_peak_bytes": peaks["fast"],
                 "reference_peak_bytes": peaks["reference"],
                 "memory_ratio": peaks["fast"] / peaks["reference"],
@@ -72,7 +75,7 @@ def run(args) -> list[dict]:
             else:
                 print(
                     f"{size:>5} {name:>12} N={total:>6} fast {row['fast_seconds'] * 1e3:8.1f} ms "
-                    f"ref {row['reference_seconds'] * 1e3:8.1f} ms ratio {row['time_ratio']:5.3f}  "
+                    f"ref {row['reference_seconds'] * 1e3:8.1f} ms ratio {format_spread(row['time_ratio_rounds'])}  "
                     f"peak {peaks['fast'] / 2**20:6.0f} / {peaks['reference'] / 2**20:6.0f} MiB "
                     f"ratio {row['memory_ratio']:5.3f}  largest mask {max(masks):>9} "
                     f"(N*N = {total * total})",
@@ -86,7 +89,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     args.sizes = [1024] if args.quick else [1024, 512]
     args.ids, args.unpruned_ids = [1, 2, 4, 8], [4]
-    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.rounds = args.rounds or (1 if args.quick else 7)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     return args

@@ -16,17 +16,17 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
 import torch
 from skimage import data
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from _iresnet import export_iresnet  # noqa: E402
 
 from anyphoto_core.faces import (  # noqa: E402
     CenterFaceDetector,
@@ -35,45 +35,6 @@ from anyphoto_core.faces import (  # noqa: E402
     face_ref_from_photo,
     load_arcface_recognizer,
 )
-
-
-class IBasicBlock(nn.Module):
-    """insightface arcface_torch IResNet block: BN-conv-BN-PReLU-conv-BN (+ projection shortcut)."""
-
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.PReLU(cout),
-            nn.Conv2d(cout, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
-        )  # fmt: skip
-        self.short = None
-        if stride != 1 or cin != cout:
-            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        return self.body(x) + (x if self.short is None else self.short(x))
-
-
-def iresnet100() -> nn.Module:
-    """IResNet-100 (layers 3/13/30/3, widths 64..512, fc 512*7*7 -> 512), random weights."""
-    layers, cin, blocks = [3, 13, 30, 3], 64, []
-    for n, cout in zip(layers, [64, 128, 256, 512], strict=True):
-        blocks += [IBasicBlock(cin, cout, 2)] + [IBasicBlock(cout, cout, 1) for _ in range(n - 1)]
-        cin = cout
-    return nn.Sequential(
-        nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.PReLU(64), *blocks,
-        nn.BatchNorm2d(512), nn.Flatten(), nn.Linear(512 * 7 * 7, 512), nn.BatchNorm1d(512),
-    ).eval()  # fmt: skip
-
-
-def export_iresnet100(folder: Path) -> tuple[Path, int]:
-    torch.manual_seed(0)
-    net = iresnet100()
-    path = folder / "iresnet100_random.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, torch.zeros(1, 3, 112, 112), str(path), dynamo=False, input_names=["data"])
-    return path, sum(p.numel() for p in net.parameters())
 
 
 def small_recognizer(folder: Path) -> Path:
@@ -102,7 +63,7 @@ def main() -> None:
     photo = data.astronaut()
     detector = CenterFaceDetector(providers=["CPUExecutionProvider"])
     with tempfile.TemporaryDirectory() as tmp:
-        big_path, n_params = export_iresnet100(Path(tmp))
+        big_path, n_params = export_iresnet(Path(tmp))
         small_path = small_recognizer(Path(tmp))
         pipelines = {
             f"small ({small_path.name})": FaceAnalyzer(detector, load_arcface_recognizer(small_path)),
