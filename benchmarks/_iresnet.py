@@ -14,6 +14,8 @@ from torch import nn
 
 #: Blocks per stage of IResNet-100 (glintr100).
 IRESNET100_LAYERS = (3, 13, 30, 3)
+#: ONNX opset of the export: an older one, like the insightface model files (onnx2torch converts it).
+ONNX_OPSET = 13
 
 
 class IBasicBlock(nn.Module):
@@ -55,5 +57,7 @@ def export_iresnet(folder: Path, layers: tuple[int, ...] = IRESNET100_LAYERS) ->
     path = Path(folder) / "iresnet_random.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, torch.zeros(1, 3, 112, 112), str(path), dynamo=False, input_names=["data"])
+        torch.onnx.export(
+            net, torch.zeros(1, 3, 112, 112), str(path), dynamo=False, input_names=["data"], opset_version=ONNX_OPSET
+        )
     return path, sum(p.numel() for p in net.parameters())

