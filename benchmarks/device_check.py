@@ -382,20 +382,15 @@ class ArcFaceInput(nn.Module):
         return self.net((crops * 255.0 - 127.5) / 127.5)
 
 
-def training_recognizer(layers: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> tuple[nn.Module, str]:
-    """Random IResNet (``layers``) as the trainer loads it (ONNX -> ``TorchArcFace``) when insightface and
-    onnx2torch are installed, else the same torch architecture directly; returns it and which one."""
-    from _iresnet import export_iresnet, iresnet
+def training_recognizer(layers: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """Random IResNet (``layers``; IResNet-100 = glintr100's architecture) with ArcFace input normalization.
 
-    try:
-        from anyphoto_core.faces import TorchArcFace
+    The trainer runs glintr100's ONNX converted by onnx2torch (``TorchArcFace``): the same layers, so the
+    same cost; built in torch here so that the check needs neither the model file nor onnx2torch.
+    """
+    from _iresnet import iresnet
 
-        with tempfile.TemporaryDirectory() as tmp:
-            path, _ = export_iresnet(Path(tmp), layers)
-            net, kind = TorchArcFace(path), "TorchArcFace (ONNX via onnx2torch)"
-    except ImportError as exc:
-        net, kind = ArcFaceInput(iresnet(layers)), f"torch IResNet ({exc.name or exc} not installed)"
-    return net.to(device=device, dtype=dtype).eval().requires_grad_(False), kind
+    return ArcFaceInput(iresnet(layers)).to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
 def training_vae(kind: str, device: torch.device, dtype: torch.dtype):
@@ -436,18 +431,27 @@ def synthetic_sample(size: int, count: int, params: FluxParams, device: torch.de
 
 
 def section_train(ctx: Context) -> None:
+    cuda = ctx.device.type == "cuda"
+    frozen_dtype = torch.bfloat16 if cuda else torch.float32  # the trainer's rule (mixed_precision auto)
+    model, _ = ctx.flux()
+    try:
+        model.to(frozen_dtype)
+        train_rows(ctx, model, frozen_dtype)
+    finally:
+        model.to(torch.bfloat16)  # the later sections time the bf16 model
+
+
+def train_rows(ctx: Context, model: Flux, frozen_dtype: torch.dtype) -> None:
+    """One row per training size (:func:`train_step_row`) with the trainer's objective on ``model``."""
     from anyphoto_core.adapter import AnyPhotoAdapter
     from train.config import TrainConfig
     from train.models import FrozenModels
     from train.trainer import AnyPhotoObjective, adapter_config_for
 
     cuda = ctx.device.type == "cuda"
-    frozen_dtype = torch.bfloat16 if cuda else torch.float32  # the trainer's rule (mixed_precision auto)
-    model, _ = ctx.flux()
-    if not cuda:
-        model.float()
     vae = training_vae(ctx.scale.vae_config, ctx.device, frozen_dtype)
-    recognizer, kind = training_recognizer(ctx.scale.iresnet_layers, ctx.device, frozen_dtype)
+    recognizer = training_recognizer(ctx.scale.iresnet_layers, ctx.device, frozen_dtype)
+    layers = "-".join(map(str, ctx.scale.iresnet_layers))
     config = TrainConfig()
     config.model.gradient_checkpointing = True
     config.loss.face_weight = 0.1
@@ -458,17 +462,14 @@ def section_train(ctx: Context) -> None:
     optimizer = torch.optim.AdamW(trainable, lr=config.optim.lr)
     ctx.report.section("train")["notes"].append(
         f"depth {model.params.depth}+{model.params.depth_single_blocks}, frozen {str(frozen_dtype)[6:]}"
-        f"{', bf16 autocast' if cuda else ''}, gradient checkpointing, face loss (recognizer: {kind}), "
+        f"{', bf16 autocast' if cuda else ''}, gradient checkpointing, face loss (recognizer: "
+        f"random IResNet {layers}), "
         f"AdamW on {sum(p.numel() for p in trainable) / 1e6:.1f}M adapter parameters, 2 identities"
     )
-    try:
-        for size in ctx.scale.train_sizes:
-            ctx.budget.require(60 if cuda else 5, f"train step {size}^2")
-            row = train_step_row(objective, optimizer, trainable, size, ctx.scale.train_steps, ctx.device)
-            ctx.report.add_row("train", row)
-    finally:
-        if not cuda:
-            model.to(torch.bfloat16)  # the later sections time the bf16 model
+    for size in ctx.scale.train_sizes:
+        ctx.budget.require(60 if cuda else 5, f"train step {size}^2")
+        row = train_step_row(objective, optimizer, trainable, size, ctx.scale.train_steps, ctx.device)
+        ctx.report.add_row("train", row)
 
 
 def train_step_row(objective, optimizer, trainable: list, size: int, steps: int, device: torch.device) -> dict:
