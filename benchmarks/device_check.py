@@ -531,7 +531,9 @@ def section_faces(ctx: Context) -> None:
     photo = data.astronaut()
     with tempfile.TemporaryDirectory() as tmp:
         path, n_params = export_iresnet(Path(tmp), ctx.scale.iresnet_layers)
-        session = onnxruntime.InferenceSession(str(path), providers=providers)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # --tiny: 1 (a shared CI machine), else all cores
+        session = onnxruntime.InferenceSession(str(path), options, providers=providers)
         crop = np.random.default_rng(0).random((1, 3, 112, 112), dtype=np.float32)
         session.run(None, {"data": crop})  # warm-up
         embed = [timed_ms(lambda: session.run(None, {"data": crop})) for _ in range(ctx.scale.face_repeats)]
