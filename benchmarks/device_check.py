@@ -282,7 +282,7 @@ def forward_rows(ctx: Context, section: str, sizes: tuple[int, ...], ids: tuple[
                 with torch.inference_mode():
                     if cfg.batch is None:
                         return model(*inputs, attn_fn=attn_fn)
-                    return model.forward_anyphoto(*inputs, cfg.batch, lora_delta=adapter.lora_delta, attn_fn=attn_fn)
+                    return model.forward_anyphoto(*inputs, cfg.batch, attn_fn=attn_fn)
 
             ctx.report.add_row(
                 section,
