@@ -457,7 +457,7 @@ def train_rows(ctx: Context, model: Flux, frozen_dtype: torch.dtype) -> None:
     config.loss.face_weight = 0.1
     torch.manual_seed(0)
     adapter = AnyPhotoAdapter(adapter_config_for(model, config))
-    objective = AnyPhotoObjective(adapter, FrozenModels(model, vae, None, recognizer), config).to_device(ctx.device)
+    objective = AnyPhotoObjective(adapter, FrozenModels(model, vae, None, recognizer), config).to(ctx.device)
     trainable = [p for p in adapter.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.optim.lr)
     ctx.report.section("train")["notes"].append(
