@@ -59,7 +59,7 @@ class AnyPhotoBuildLocationCanvas:
                     {
                         "default": 1024,
                         **size,
-                        "tooltip": "output width in pixels (multiple of 16); use the same value for the empty latent",
+                        "tooltip": "output width in pixels (multiple of 16); the latent output has this size",
                     },
                 ),
                 "height": ("INT", {"default": 1024, **size, "tooltip": "output height in pixels (multiple of 16)"}),
@@ -72,6 +72,10 @@ class AnyPhotoBuildLocationCanvas:
                         '"people":[{"box":[x1,y1,x2,y2]}]}',
                     },
                 ),
+                "batch_size": (
+                    "INT",
+                    {"default": 1, "min": 1, "max": 4096, "tooltip": "images per run (the latent's batch size)"},
+                ),
             },
             "optional": {
                 "layout_image": (
@@ -82,19 +86,26 @@ class AnyPhotoBuildLocationCanvas:
             },
         }
 
-    RETURN_TYPES = (CANVAS, "IMAGE", "MASK")
-    RETURN_NAMES = ("canvas", "canvas_images", "canvas_masks")
+    RETURN_TYPES = (CANVAS, "IMAGE", "MASK", "LATENT")
+    RETURN_NAMES = ("canvas", "canvas_images", "canvas_masks", "latent")
+    OUTPUT_TOOLTIPS = (
+        "the people's location canvases, for AnyPhoto Apply",
+        "one canvas image per person",
+        "one face mask per person",
+        "empty FLUX latent of the canvas size: connect it to the sampler so the size is set in one place",
+    )
     FUNCTION = "build"
     CATEGORY = "AnyPhoto/layout"
 
-    def build(self, face_refs, width, height, placements, layout_image=None, face_analysis=None):
+    def build(self, face_refs, width, height, placements, batch_size=1, layout_image=None, face_analysis=None):
         layout = host.image_to_arrays(layout_image[:1])[0] if layout_image is not None else None
         detector = face_analysis.detector if face_analysis is not None else None
         canvas_set = build_canvas_set(face_refs, width, height, placements, layout, detector)
         images = host.arrays_to_image([c.image for c in canvas_set.canvases])
         masks = host.arrays_to_image([c.mask[..., None].repeat(3, -1) * 255 for c in canvas_set.canvases])[..., 0]
         thumbs = save_thumbnails(face_refs, host.temp_directory())
-        return {"ui": {"anyphoto_faces": thumbs}, "result": (canvas_set, images, masks)}
+        latent = {"samples": host.empty_latent(width, height, batch_size)}
+        return {"ui": {"anyphoto_faces": thumbs}, "result": (canvas_set, images, masks, latent)}
 
 
 def save_thumbnails(face_refs, folder: str) -> list[dict]:

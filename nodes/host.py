@@ -57,6 +57,21 @@ def temp_directory() -> str:
     return folder_paths.get_temp_directory()
 
 
+#: Channels of a FLUX.1 latent (``EmptySD3LatentImage`` makes the same zeros).
+FLUX_LATENT_CHANNELS = 16
+
+
+def empty_latent(width: int, height: int, batch: int = 1) -> torch.Tensor:
+    """Zeros ``(batch, 16, height // 8, width // 8)`` on ComfyUI's intermediate device (CPU without ComfyUI)."""
+    try:
+        import comfy.model_management
+
+        device = comfy.model_management.intermediate_device()
+    except ImportError:
+        device = "cpu"
+    return torch.zeros(batch, FLUX_LATENT_CHANNELS, height // 8, width // 8, device=device)
+
+
 class _NoProgress:
     def update(self, value=1):
         pass

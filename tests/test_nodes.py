@@ -59,9 +59,11 @@ def test_face_refs_embed_and_canvas_nodes(fixture_analyzer, tmp_path, monkeypatc
     placements = json.dumps(
         {"version": 1, "units": "fraction", "people": [{"box": [0.1, 0.2, 0.4, 0.6]}, {"box": [0.55, 0.2, 0.85, 0.6]}]}
     )
-    out = PACK.canvas.AnyPhotoBuildLocationCanvas().build(refs, 320, 256, placements)
-    canvas, images, masks = out["result"]
+    out = PACK.canvas.AnyPhotoBuildLocationCanvas().build(refs, 320, 256, placements, batch_size=3)
+    canvas, images, masks, latent = out["result"]
     assert images.shape == (2, 256, 320, 3) and masks.shape == (2, 256, 320)
+    # the one size: the latent output is the canvas size (FLUX: 16 channels, 8 px per latent cell)
+    assert latent["samples"].shape == (3, 16, 256 // 8, 320 // 8) and not latent["samples"].any()
     assert [f["filename"] for f in out["ui"]["anyphoto_faces"]] == [p.name for p in sorted(tmp_path.glob("*.png"))]
     for k, c in enumerate(canvas.canvases):  # each face lands in its own box
         ys, xs = np.nonzero(c.mask)

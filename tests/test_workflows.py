@@ -5,8 +5,10 @@ import importlib.util
 import json
 import sys
 
+import numpy as np
 import pytest
 from integration.anyphoto_pack import PACK_ROOT, load_pack
+from PIL import Image
 
 from anyphoto_core.headless import Job
 from anyphoto_core.headless.fill import fill_workflow
@@ -19,6 +21,7 @@ STEMS = ("anyphoto_1_person", "anyphoto_2_people", "anyphoto_4_people")
 PEOPLE = {"anyphoto_1_person": 1, "anyphoto_2_people": 2, "anyphoto_4_people": 4}
 #: ComfyUI core node types the workflows may use (everything else must be a pack node).
 CORE_TYPES = {
+    "LoadImage",
     "UNETLoader",
     "DualCLIPLoader",
     "VAELoader",
@@ -51,10 +54,27 @@ def _spec(class_type):
 
 
 def test_committed_files_are_the_builder_output():
-    for stem, (ui, api) in BUILD.build_all(PACK.NODE_CLASS_MAPPINGS).items():
+    for stem, (ui, api, thumbnail) in BUILD.build_all(PACK.NODE_CLASS_MAPPINGS).items():
         assert (FOLDER / f"{stem}.json").read_text(encoding="utf-8") == BUILD.dump(ui), f"rerun build for {stem}"
         assert (FOLDER / "api" / f"{stem}.json").read_text(encoding="utf-8") == BUILD.dump(api)
+        with Image.open(FOLDER / f"{stem}.jpg") as jpg:  # JPEG: equal up to compression
+            assert jpg.format == "JPEG" and jpg.size == BUILD.THUMBNAIL_SIZE
+            assert np.abs(np.asarray(jpg.convert("RGB"), float) - thumbnail).mean() < 2.0, f"rerun build for {stem}"
     assert sorted(p.stem for p in FOLDER.glob("*.json")) == sorted(STEMS)
+    assert sorted(p.stem for p in FOLDER.glob("*.jpg")) == sorted(STEMS)  # the templates browser's thumbnails
+
+
+def test_thumbnail_shows_each_box_in_its_persons_colour():
+    from anyphoto_core.app.previews import person_color
+
+    boxes = [[0.1, 0.1, 0.3, 0.3], [0.6, 0.5, 0.9, 0.8]]
+    thumb = BUILD.render_thumbnail(boxes)
+    w, h = BUILD.THUMBNAIL_SIZE
+    for k, (x1, y1, x2, y2) in enumerate(boxes):
+        centre = thumb[int((y1 + y2) / 2 * h), int((x1 + x2) / 2 * w)].astype(int)
+        edge = thumb[int((y1 + y2) / 2 * h), int(x1 * w)].astype(int)
+        assert np.abs(edge - person_color(k)).max() <= 1  # the outline
+        assert np.argmax(centre) == np.argmax(person_color(k))  # the head, tinted in the same colour
     assert set(BUILD.CORE_NODES) <= CORE_TYPES
 
 
@@ -131,13 +151,16 @@ def test_ui_and_api_agree(stem):
             assert node["widgets_values"] == _expected_widgets(node["type"], entry["inputs"])
         else:
             values = [v for v in entry["inputs"].values() if not isinstance(v, list)]
-            assert node["widgets_values"] == values
+            upload = [BUILD.UPLOAD_WIDGET_VALUE] if node["type"] == "LoadImage" else []  # the upload button
+            assert node["widgets_values"] == values + upload
 
 
 def _check_value(where, spec, value):
     if spec.type == "COMBO":
-        if spec.choices:  # None / empty: a model-file list that depends on the install
+        if spec.choices:  # None / empty: a file list that depends on the install
             assert value in spec.choices, f"{where}: {value!r} is not one of {spec.choices}"
+        elif spec.options.get("image_upload"):
+            assert isinstance(value, str) and value.endswith((".jpg", ".png")), where
         else:
             assert isinstance(value, str) and value.endswith(".safetensors"), where
         return
@@ -166,12 +189,20 @@ def test_api_workflow_validates_against_input_types(stem):
                 assert _spec(src["class_type"]).outputs[value[1]][1] == inp.type, where
             else:
                 _check_value(where, inp, value)
-    faces, canvas = (
+    faces, canvas, sampler = (
         next(e for e in api.values() if e["class_type"] == c)
-        for c in ("AnyPhotoLoadFaceRefs", "AnyPhotoBuildLocationCanvas")
+        for c in ("AnyPhotoLoadFaceRefs", "AnyPhotoBuildLocationCanvas", "AnyPhotoIdentityIsolatedSampler")
     )
     people = PEOPLE[stem]
-    assert len(PACK.faces.parse_photo_names(faces["inputs"]["photos"])) == people
+    # photos are uploaded the ComfyUI way: one LoadImage per person feeds person_k; no typed file names
+    assert faces["inputs"]["photos"] == ""
+    for k in range(1, people + 1):
+        assert api[faces["inputs"][f"person_{k}"][0]]["class_type"] == "LoadImage"
+    assert f"person_{people + 1}" not in faces["inputs"]
+    # one source of truth for the size: the sampler's latent is the canvas node's latent output
+    canvas_id = next(i for i, e in api.items() if e is canvas)
+    assert sampler["inputs"]["latent_image"] == [canvas_id, 3]
+    assert not {e["class_type"] for e in api.values()} & {"EmptySD3LatentImage", "EmptyLatentImage"}
     boxes = [p.box for p in parse_placements(canvas["inputs"]["placements"], 1024, 1024)]
     assert len(boxes) == people
     for k, (x1, y1, x2, y2) in enumerate(boxes):  # sensible: inside the image, faces >= 128 px, no overlaps
@@ -196,10 +227,12 @@ def test_headless_fill_rules_work_on_api_workflow(stem, tmp_path):
     assert [e["text"] for e in by_type["CLIPTextEncode"]].count("a test prompt") == 1  # negative untouched
     (sampler,) = by_type["AnyPhotoIdentityIsolatedSampler"]
     assert (sampler["seed"], sampler["steps"]) == (7, 12)
-    for size_node in by_type["AnyPhotoBuildLocationCanvas"] + by_type["EmptySD3LatentImage"]:
+    for size_node in by_type["AnyPhotoBuildLocationCanvas"]:
         assert (size_node["width"], size_node["height"]) == (768, 512)
     (refs,) = by_type["AnyPhotoLoadFaceRefs"]
     assert PACK.faces.parse_photo_names(refs["photos"]) == names
+    # the uploaded photos replace the LoadImage placeholders: links and loaders are gone
+    assert not any(name.startswith("person_") for name in refs) and "LoadImage" not in by_type
     (canvas,) = by_type["AnyPhotoBuildLocationCanvas"]
     assert json.loads(canvas["placements"]) == {
         "version": 1,

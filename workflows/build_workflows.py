@@ -2,7 +2,9 @@
 
 Run ``python workflows/build_workflows.py`` from the repository root; it rewrites
 ``workflows/anyphoto_{1_person,2_people,4_people}.json`` (UI / LiteGraph format, drag and drop into
-ComfyUI) and the same names under ``workflows/api/`` (API format, for ``anyphoto_core.headless``).
+ComfyUI), the same names under ``workflows/api/`` (API format, for ``anyphoto_core.headless``) and the
+templates browser's thumbnails ``workflows/<name>.jpg`` (the frontend asks for ``<name>.jpg`` next to each
+template): the output frame with each person's numbered box in the person's colour.
 
 Input names, widget order and output types come from the pack's own ``INPUT_TYPES`` / ``RETURN_TYPES``
 and, for the ComfyUI core nodes used, from :data:`CORE_NODES` (ComfyUI v0.3.64's declarations), so the
@@ -18,14 +20,26 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+from PIL import Image, ImageDraw
+
 HERE = Path(__file__).resolve().parent
 #: Value types the editor shows as widgets; every other type is a connection (a link slot).
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 SEED_CONTROL = "fixed"
+#: What the frontend stores after the value of an ``image_upload`` combo (its upload button's value).
+UPLOAD_WIDGET_VALUE = "image"
+#: Output size of the example workflows (pixels) and the thumbnails' size.
+OUTPUT_SIZE = (1024, 1024)
+THUMBNAIL_SIZE = (512, 512)
 
-#: ComfyUI core nodes the workflows use (v0.3.64): inputs as (name, type, choices or None, optional),
-#: in INPUT_TYPES order; ``choices`` None = a model-file list that depends on the install.
+#: ComfyUI core nodes the workflows use (v0.3.64): inputs as (name, type, choices or None, optional[, options]),
+#: in INPUT_TYPES order; ``choices`` None = a file list that depends on the install (models, input photos).
 CORE_NODES = {
+    "LoadImage": {
+        "inputs": [("image", "COMBO", None, False, {"image_upload": True})],
+        "outputs": [("IMAGE", "IMAGE"), ("MASK", "MASK")],
+    },
     "UNETLoader": {
         "inputs": [
             ("unet_name", "COMBO", None, False),
@@ -50,10 +64,6 @@ CORE_NODES = {
     "FluxGuidance": {
         "inputs": [("conditioning", "CONDITIONING", None, False), ("guidance", "FLOAT", None, False)],
         "outputs": [("CONDITIONING", "CONDITIONING")],
-    },
-    "EmptySD3LatentImage": {
-        "inputs": [("width", "INT", None, False), ("height", "INT", None, False), ("batch_size", "INT", None, False)],
-        "outputs": [("LATENT", "LATENT")],
     },
     "VAEDecode": {
         "inputs": [("samples", "LATENT", None, False), ("vae", "VAE", None, False)],
@@ -125,7 +135,10 @@ def pack_node_spec(cls) -> NodeSpec:
 
 def core_node_spec(class_type: str) -> NodeSpec:
     entry = CORE_NODES[class_type]
-    inputs = tuple(InputSpec(n, t, c, o, n in ("seed", "noise_seed")) for n, t, c, o in entry["inputs"])
+    inputs = tuple(
+        InputSpec(n, t, c, o, n in ("seed", "noise_seed"), rest[0] if rest else {})
+        for n, t, c, o, *rest in entry["inputs"]
+    )
     return NodeSpec(inputs, tuple(entry["outputs"]))
 
 
@@ -139,7 +152,7 @@ def node_spec(class_type: str, pack_nodes: dict) -> NodeSpec:
 
 
 #: Sizes the real frontend (1.27) gives nodes whose widgets need more than the default room.
-NODE_SIZES = {"AnyPhotoBuildLocationCanvas": (340, 480)}
+NODE_SIZES = {"AnyPhotoBuildLocationCanvas": (340, 500), "LoadImage": (320, 360)}
 
 
 @dataclass
@@ -155,10 +168,16 @@ class GraphNode:
 
 
 def anyphoto_graph(boxes: list, prompt: str) -> list[GraphNode]:
-    """The AnyPhoto FLUX.1-dev graph for ``len(boxes)`` people (face boxes as fractions)."""
+    """The AnyPhoto FLUX.1-dev graph for ``len(boxes)`` people (face boxes as fractions): one LoadImage per
+    person feeds AnyPhoto Load Face Refs; the canvas node's latent output is the sampler's latent, so the
+    size is set in one place."""
     n = len(boxes)
-    photos = json.dumps([[f"person_{k + 1}.jpg"] for k in range(n)])
     placements = json.dumps({"version": 1, "units": "fraction", "people": [{"box": b} for b in boxes]})
+    width, height = OUTPUT_SIZE
+    photos = [
+        GraphNode(17 + k, "LoadImage", (-360, 360 * k), {"image": f"person_{k + 1}.jpg"}, title=f"Person {k + 1} photo")
+        for k in range(n)
+    ]
     return [
         GraphNode(1, "UNETLoader", (0, 0), {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}),
         GraphNode(
@@ -177,20 +196,21 @@ def anyphoto_graph(boxes: list, prompt: str) -> list[GraphNode]:
         GraphNode(5, "FluxGuidance", (760, 0), {"guidance": 3.5}, {"conditioning": (4, 0)}),
         GraphNode(6, "CLIPTextEncode", (380, 200), {"text": ""}, {"clip": (2, 0)}, "Negative prompt (unused at cfg 1)"),
         GraphNode(7, "AnyPhotoFaceAnalysisLoader", (0, 600), {"model_pack": "antelopev2", "provider": "auto"}),
-        GraphNode(8, "AnyPhotoAdapterLoader", (0, 800), {"adapter_name": "anyphoto_flux1_dev.safetensors"}),
+        GraphNode(8, "AnyPhotoAdapterLoader", (0, 800), {"adapter_name": "anyphoto_adapter.safetensors"}),
+        *photos,
         GraphNode(
             9,
             "AnyPhotoLoadFaceRefs",
             (380, 400),
-            {"choice_rule": "largest", "face_index": "", "on_no_face": "error", "photos": photos},
-            {"face_analysis": (7, 0)},
+            {"choice_rule": "largest", "face_index": "", "on_no_face": "error", "photos": ""},
+            {"face_analysis": (7, 0), **{f"person_{k + 1}": (p.id, 0) for k, p in enumerate(photos)}},
         ),
         GraphNode(10, "AnyPhotoArcFaceEmbed", (760, 200), {}, {"face_refs": (9, 0)}),
         GraphNode(
             11,
             "AnyPhotoBuildLocationCanvas",
             (760, 400),
-            {"width": 1024, "height": 1024, "placements": placements},
+            {"width": width, "height": height, "placements": placements, "batch_size": 1},
             {"face_refs": (9, 0)},
         ),
         GraphNode(
@@ -206,7 +226,6 @@ def anyphoto_graph(boxes: list, prompt: str) -> list[GraphNode]:
             },
             {"model": (1, 0), "adapter": (8, 0), "vae": (3, 0), "canvas": (11, 0), "embeds": (10, 0)},
         ),
-        GraphNode(13, "EmptySD3LatentImage", (1140, 320), {"width": 1024, "height": 1024, "batch_size": 1}),
         GraphNode(
             14,
             "AnyPhotoIdentityIsolatedSampler",
@@ -221,11 +240,33 @@ def anyphoto_graph(boxes: list, prompt: str) -> list[GraphNode]:
                 "identity_guidance": 1.0,
                 "isolation": True,
             },
-            {"model": (12, 0), "positive": (5, 0), "negative": (6, 0), "latent_image": (13, 0)},
+            {"model": (12, 0), "positive": (5, 0), "negative": (6, 0), "latent_image": (11, 3)},
         ),
         GraphNode(15, "VAEDecode", (1520, 380), {}, {"samples": (14, 0), "vae": (3, 0)}),
         GraphNode(16, "SaveImage", (1520, 560), {"filename_prefix": f"AnyPhoto_{n}p"}, {"images": (15, 0)}),
     ]
+
+
+def render_thumbnail(boxes: list) -> np.ndarray:
+    """The templates browser's picture of a workflow, ``(h, w, 3)`` uint8 of :data:`THUMBNAIL_SIZE`: the output
+    frame with, per person k, a figure (head in box k, given as fractions, shoulders below it) in person k's
+    colour, the box outlined and numbered."""
+    from anyphoto_core.app.previews import person_color
+
+    width, height = THUMBNAIL_SIZE
+    image = Image.new("RGB", (width, height), (246, 246, 246))
+    draw = ImageDraw.Draw(image, "RGBA")
+    line = max(2, width // 128)
+    for k, (x1, y1, x2, y2) in enumerate(boxes):
+        x1, y1, x2, y2 = x1 * width, y1 * height, x2 * width, y2 * height
+        w, h = x2 - x1, y2 - y1
+        color = person_color(k)
+        shoulders = [x1 - 0.3 * w, y2 + 0.1 * h, x2 + 0.3 * w, y2 + 2.1 * h]
+        draw.chord(shoulders, 180, 360, fill=(*color, 150))
+        draw.ellipse([x1 + 0.15 * w, y1 + 0.05 * h, x2 - 0.15 * w, y2 - 0.05 * h], fill=(*color, 220))  # head
+        draw.rectangle([x1, y1, x2, y2], outline=color, width=line)
+        draw.text((x1 + 2 * line, y1 + line), str(k + 1), fill=(0, 0, 0))
+    return np.asarray(image)
 
 
 def to_api(graph: list[GraphNode], pack_nodes: dict) -> dict:
@@ -258,6 +299,8 @@ def widgets_values(node: GraphNode, spec: NodeSpec) -> list:
         values.append(node.widgets[inp.name])
         if inp.seed:
             values.append(SEED_CONTROL)
+        if inp.options.get("image_upload"):
+            values.append(UPLOAD_WIDGET_VALUE)
     return values
 
 
@@ -310,12 +353,12 @@ def to_ui(graph: list[GraphNode], pack_nodes: dict) -> dict:
     }
 
 
-def build_all(pack_nodes: dict) -> dict[str, tuple[dict, dict]]:
-    """``{stem: (ui_workflow, api_workflow)}`` for every entry of :data:`PEOPLE`."""
+def build_all(pack_nodes: dict) -> dict[str, tuple[dict, dict, np.ndarray]]:
+    """``{stem: (ui_workflow, api_workflow, thumbnail)}`` for every entry of :data:`PEOPLE`."""
     out = {}
     for stem, (boxes, prompt) in PEOPLE.items():
         graph = anyphoto_graph(boxes, prompt)
-        out[stem] = (to_ui(graph, pack_nodes), to_api(graph, pack_nodes))
+        out[stem] = (to_ui(graph, pack_nodes), to_api(graph, pack_nodes), render_thumbnail(boxes))
     return out
 
 
@@ -328,10 +371,11 @@ def main() -> None:
     from tests.integration.anyphoto_pack import load_pack
 
     (HERE / "api").mkdir(exist_ok=True)
-    for stem, (ui, api) in build_all(load_pack().NODE_CLASS_MAPPINGS).items():
+    for stem, (ui, api, thumbnail) in build_all(load_pack().NODE_CLASS_MAPPINGS).items():
         (HERE / f"{stem}.json").write_text(dump(ui), encoding="utf-8")
         (HERE / "api" / f"{stem}.json").write_text(dump(api), encoding="utf-8")
-        print(f"wrote workflows/{stem}.json and workflows/api/{stem}.json")
+        Image.fromarray(thumbnail).save(HERE / f"{stem}.jpg", quality=90)
+        print(f"wrote workflows/{stem}.json, workflows/api/{stem}.json and workflows/{stem}.jpg")
 
 
 if __name__ == "__main__":

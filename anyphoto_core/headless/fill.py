@@ -11,7 +11,10 @@ job field      nodes (class_type.input)                                         
 prompt         CLIPTextEncode.text; CLIPTextEncodeFlux.clip_l + .t5xxl —         the prompt text
                only the *positive* encoder(s), see :func:`positive_text_nodes`
 people         AnyPhotoLoadFaceRefs.photos                                      JSON ``[[name, ...], ...]``:
-                                                                                uploaded photo names per person
+                                                                                uploaded photo names per person;
+                                                                                its person_k image links are
+                                                                                removed, and the LoadImage
+                                                                                nodes that fed only them
 people         AnyPhotoBuildLocationCanvas.placements                           placements JSON (placements.py):
                                                                                 the boxes, with the job's units
 seed           AnyPhotoIdentityIsolatedSampler.seed; KSampler.seed;             the seed
@@ -34,6 +37,7 @@ from .jobs import Job
 
 TEXT_ENCODERS = {"CLIPTextEncode": ("text",), "CLIPTextEncodeFlux": ("clip_l", "t5xxl")}
 FACE_REFS = {"AnyPhotoLoadFaceRefs": ("photos",)}
+IMAGE_LOADERS = ("LoadImage",)
 CANVAS = {"AnyPhotoBuildLocationCanvas": ("placements",)}
 SAMPLER_SEED = {
     "AnyPhotoIdentityIsolatedSampler": ("seed",),
@@ -93,6 +97,7 @@ def fill_workflow(workflow: dict, job: Job, photo_names: list[list[str]] | None 
         if photo_names is None or len(photo_names) != len(job.people):
             raise JobError("fill_workflow needs the uploaded photo names of every person (upload them first)")
         _fill_all(out, "people", FACE_REFS, json.dumps(photo_names))
+        _drop_person_images(out)
         boxes = [list(p.box) for p in job.people]
         placements = (
             boxes
@@ -105,6 +110,20 @@ def fill_workflow(workflow: dict, job: Job, photo_names: list[list[str]] | None 
             raise JobError(f"people boxes: {exc}") from None
         _fill_all(out, "people", CANVAS, json.dumps(placements))
     return out
+
+
+def _drop_person_images(workflow: dict) -> None:
+    """The job's photos replace the images wired into AnyPhotoLoadFaceRefs' ``person_k`` inputs (e.g. the
+    shipped workflows' LoadImage nodes): remove those links, then every LoadImage node nothing reads any more
+    (ComfyUI would otherwise look for its placeholder file)."""
+    for node in workflow.values():
+        if node["class_type"] in FACE_REFS:
+            inputs = node.setdefault("inputs", {})
+            for name in [n for n, v in inputs.items() if n.startswith("person_") and _is_link(v)]:
+                del inputs[name]
+    used = {str(v[0]) for n in workflow.values() for v in n.get("inputs", {}).values() if _is_link(v)}
+    for node_id in [i for i, n in workflow.items() if n["class_type"] in IMAGE_LOADERS and i not in used]:
+        del workflow[node_id]
 
 
 def positive_text_nodes(workflow: dict) -> list[str]:

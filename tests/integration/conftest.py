@@ -2,7 +2,8 @@
 
 Run: ``COMFYUI_PATH=/work/comfyui python -m pytest tests/integration -q`` (prepare the checkout with
 scripts/setup_comfyui.sh). Fixtures: ``comfy`` (library mode, returns comfy.model_management) and
-``comfy_server`` (one server per session with the tiny FLUX test pack loaded).
+``comfy_server`` (one server per session with the tiny FLUX test pack loaded) and ``anyphoto_server`` (the
+same plus the AnyPhoto pack, face models and a tiny adapter).
 """
 
 import os
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from integration import comfy_harness
+from integration import comfy_harness, pack_server
 
 _HERE = Path(__file__).resolve().parent
 
@@ -32,4 +33,11 @@ def comfy():
 @pytest.fixture(scope="session")
 def comfy_server(tmp_path_factory):
     with comfy_harness.start_server(tmp_path_factory.mktemp("comfy_base"), [comfy_harness.TINY_FLUX_PACK]) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def anyphoto_server(tmp_path_factory):
+    """One server per session with the AnyPhoto pack, face models and a tiny adapter (pack_server.py)."""
+    with pack_server.start_anyphoto_server(tmp_path_factory.mktemp("anyphoto_base")) as server:
         yield server

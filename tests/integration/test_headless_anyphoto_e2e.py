@@ -1,60 +1,22 @@
-"""Headless end to end on a real ComfyUI server: the shipped 2-people API workflow, with the FLUX / text /
-VAE loaders swapped for the tiny test pack's, the fixture face models in models/insightface and a tiny
-adapter in models/anyphoto. The client uploads the face photos, fills the workflow and gets an image back."""
-
-import json
+"""Headless end to end on a real ComfyUI server (fixture ``anyphoto_server``, see pack_server.py): the
+shipped 2-people API workflow with test loaders. The client uploads the face photos, fills the workflow
+(replacing its LoadImage placeholders) and gets an image back."""
 
 import numpy as np
-import pytest
-from fixtures.face_models import build_face_pack, render_scene
+from fixtures.face_models import render_scene
 from PIL import Image
 
-from anyphoto_core.flux import FluxParams
 from anyphoto_core.headless import ComfyClient, Job, run_workflow
-from integration import comfy_harness
-from integration.anyphoto_pack import PACK_ROOT
-from tests.tiny import tiny_adapter
+from integration import pack_server
 
-TINY = {"seed": 1, "hidden_size": 128, "num_heads": 2, "depth": 2, "depth_single_blocks": 2}
 SIZE = 256  # BuildLocationCanvas's smallest size
-
-
-@pytest.fixture(scope="module")
-def anyphoto_server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("anyphoto_base")
-    build_face_pack(base / "models" / "insightface")  # -> models/insightface/models/antelopev2/*.onnx
-    (base / "models" / "anyphoto").mkdir(parents=True)
-    params = FluxParams(
-        hidden_size=TINY["hidden_size"],
-        num_heads=TINY["num_heads"],
-        depth=TINY["depth"],
-        depth_single_blocks=TINY["depth_single_blocks"],
-    )
-    tiny_adapter(params).float().save(base / "models" / "anyphoto" / "tiny_adapter.safetensors")
-    (base / "custom_nodes").mkdir()
-    (base / "custom_nodes" / "anyphoto").symlink_to(PACK_ROOT, target_is_directory=True)
-    with comfy_harness.start_server(base, [comfy_harness.TINY_FLUX_PACK]) as server:
-        yield server
 
 
 def tiny_workflow() -> dict:
     """workflows/api/anyphoto_2_people.json with test loaders, plus AnyPhotoEvaluate -> PreviewImage."""
-    wf = json.loads((PACK_ROOT / "workflows" / "api" / "anyphoto_2_people.json").read_text())
-    by_type = {}
-    for node_id, node in wf.items():
-        by_type.setdefault(node["class_type"], []).append(node_id)
-    (unet,), (clip,), (vae,) = by_type.pop("UNETLoader"), by_type.pop("DualCLIPLoader"), by_type.pop("VAELoader")
-    wf[unet] = {"class_type": "AnyPhotoTestTinyFluxLoader", "inputs": dict(TINY)}
-    wf[vae] = {"class_type": "AnyPhotoTestTinyVAE", "inputs": {}}
-    del wf[clip]
-    for seed, node_id in enumerate(by_type.pop("CLIPTextEncode")):  # positive and negative
-        wf[node_id] = {
-            "class_type": "AnyPhotoTestRandomConditioning",
-            "inputs": {"model": [unet, 0], "seed": seed, "tokens": 8},
-        }
-    (adapter,), (faces,) = by_type["AnyPhotoAdapterLoader"], by_type["AnyPhotoFaceAnalysisLoader"]
-    wf[adapter]["inputs"]["adapter_name"] = "tiny_adapter.safetensors"
-    wf[faces]["inputs"]["provider"] = "CPU"
+    wf = pack_server.tiny_workflow("anyphoto_2_people")
+    by_type = pack_server.nodes_by_type(wf)
+    (faces,) = by_type["AnyPhotoFaceAnalysisLoader"]
     (decode,), (refs,), (canvas,) = (
         by_type[c] for c in ("VAEDecode", "AnyPhotoLoadFaceRefs", "AnyPhotoBuildLocationCanvas")
     )

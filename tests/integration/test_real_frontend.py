@@ -4,7 +4,8 @@ installed as the custom node ``comfyui-anyphoto``, driven in headless Chromium b
 Checks: the AnyPhoto node types are registered in the frontend, the 2-people workflow loads with no
 missing-node dialog and no console error or page error from our extension, dragging on the location
 editor adds a box to the ``placements`` JSON, the boxes survive a reload from ``app.graph.serialize()``,
-and face thumbnails delivered by the ``executed`` event are fetched from ``/view``.
+face thumbnails delivered by the ``executed`` event are fetched from ``/view``, and node warnings
+(``ui.anyphoto_warnings``) appear on the node and as a toast.
 
 Needs ``COMFYUI_PATH`` (with comfyui-frontend-package installed), node, ``/usr/bin/chromium``
 (or ``CHROMIUM_PATH``) and ``npm ci`` in tests/js. Regenerate the README screenshots with
@@ -80,7 +81,7 @@ def report(tmp_path_factory):
 def test_anyphoto_node_types_are_registered_in_the_frontend(report):
     assert "AnyPhotoBuildLocationCanvas" in report["object_info"], report["object_info"]
     assert sorted(report["registered"]) == report["object_info"]
-    assert report["extensions"] == ["anyphoto.locationEditor"]
+    assert sorted(report["extensions"]) == ["anyphoto.locationEditor", "anyphoto.warnings"]
 
 
 def test_workflow_loads_without_missing_nodes_or_errors_from_the_pack(report):
@@ -99,7 +100,7 @@ def test_workflow_loads_without_missing_nodes_or_errors_from_the_pack(report):
     assert not page_errors, page_errors
     loaded = report["loaded"]
     assert loaded["count"] == 1
-    assert loaded["widgets"] == ["width", "height", "placements", "location_editor"]
+    assert loaded["widgets"] == ["width", "height", "placements", "batch_size", "location_editor"]
     assert loaded["editorError"] is None
     expected = [p["box"] for p in json.loads(_workflow_placements())["people"]]
     assert loaded["editorBoxes"] == expected
@@ -135,3 +136,13 @@ def test_executed_event_delivers_face_thumbnails(report):
     assert report["viewRequests"] == [
         f"/api/view?filename=f{i}.png&subfolder=anyphoto&type=temp&rand=N" for i in range(2)
     ]
+
+
+def test_node_warnings_show_on_the_node_and_as_a_toast(report):
+    """A node's ui output ``anyphoto_warnings`` (nodes/feedback.py) reaches the user, and is not saved."""
+    warnings = report["warnings"]
+    message = "person 1 and person 2 got the same face (test)"
+    assert warnings["shown"] == {"text": f"\u26a0 {message}", "visible": True}
+    assert any(message in t and "AnyPhoto" in t for t in warnings["toasts"]), warnings["toasts"]
+    assert warnings["clearedVisible"] is False  # the next run without warnings clears the box
+    assert message not in json.dumps(warnings["serialized"])

@@ -212,6 +212,24 @@ async function main() {
             return node.anyphotoLocationEditor.faces.map((img) => (img ? new URL(img.src).pathname : null));
         }, NODE_TYPE);
         report.viewRequests = viewRequests.map((u) => new URL(u).pathname + new URL(u).search.replace(/rand=\d+/, "rand=N"));
+
+        phase = "warnings"; // nodes/feedback.py: ui output anyphoto_warnings -> toast + box on the node
+        report.warnings = await page.evaluate(async () => {
+            const node = window.app.graph._nodes.find((n) => n.type === "AnyPhotoLoadFaceRefs");
+            const send = (messages) => window.app.api.dispatchCustomEvent("executed", {
+                node: String(node.id), display_node: String(node.id), output: { anyphoto_warnings: messages },
+            });
+            const wait = () => new Promise((ok) => setTimeout(ok, 500));
+            send(["person 1 and person 2 got the same face (test)"]);
+            await wait();
+            const box = () => document.querySelector(".anyphoto-warnings");
+            const shown = { text: box()?.textContent ?? null, visible: box() ? box().style.display !== "none" : false };
+            const toasts = [...document.querySelectorAll(".p-toast-message")].map((t) => t.innerText);
+            send([]);
+            await wait();
+            return { shown, toasts, clearedVisible: box() ? box().style.display !== "none" : false,
+                serialized: window.app.graph.serialize().nodes.find((n) => n.id === node.id).widgets_values };
+        });
     } finally {
         await browser.close();
     }
