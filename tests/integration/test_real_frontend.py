@@ -57,7 +57,7 @@ def report(tmp_path_factory):
     # The pack under its install name (the harness would link it as the repository folder's name).
     (base / "custom_nodes" / PACK_NAME).symlink_to(REPO, target_is_directory=True)
     env = {**os.environ, "CHROMIUM_PATH": str(CHROMIUM)}
-    with comfy_harness.start_server(base) as server:
+    with comfy_harness.start_server(base, ready_timeout=300) as server:
         proc = subprocess.run(
             ["node", str(SCRIPT), server.url, str(WORKFLOW)],
             cwd=JS_DIR,
