@@ -11,9 +11,11 @@ from anyphoto_core.app.previews import resize_square
 from anyphoto_core.canvas import FacePatch
 from anyphoto_core.conditioning import build_canvases
 from anyphoto_core.faces import placements_from_layout_photo
-from anyphoto_core.placements import parse_placements
+from anyphoto_core.notices import Notice
+from anyphoto_core.placements import parse_placements, placement_notices
 
 from . import host
+from .feedback import with_warnings
 from .types import CANVAS, FACE_ANALYSIS, FACE_REFS, CanvasSet
 
 THUMBNAIL_SIZE = 128
@@ -25,21 +27,28 @@ def face_patch(identity) -> FacePatch:
     return FacePatch(ref.crop, ref.crop_alpha, ref.crop_landmarks)
 
 
-def build_canvas_set(face_refs, width: int, height: int, placements: str, layout=None, detector=None) -> CanvasSet:
+def build_canvas_set(
+    face_refs, width: int, height: int, placements: str, layout=None, detector=None
+) -> tuple[CanvasSet, list[Notice]]:
     """Canvases for ``face_refs`` at ``width x height``: from the layout photo's faces if given, else
-    from the placements JSON. Raises ``ValueError`` for sizes that are not multiples of 16."""
+    from the placements JSON; and the warnings for the user (layout faces dropped by the crop, boxes
+    without a person, overlapping boxes). Raises ``ValueError`` for sizes that are not multiples of 16."""
     if width % 16 or height % 16:
         raise ValueError(f"width and height must be multiples of 16 (FLUX tokens are 16 px), got {width}x{height}")
     if not face_refs:
         raise ValueError("face_refs is empty: no person to place")
+    notices = []
     if layout is not None:
         if detector is None:
             raise ValueError("a layout image needs the face_analysis input to detect its faces")
-        targets = placements_from_layout_photo(layout, detector, width, height, name="layout image").placements
+        found = placements_from_layout_photo(layout, detector, width, height, name="layout image")
+        targets = found.placements
+        notices += found.notices
     else:
         targets = parse_placements(placements, width, height)
     canvases = build_canvases([face_patch(i) for i in face_refs], targets, (width, height))
-    return CanvasSet(tuple(canvases), tuple(targets[: len(canvases)]), (width, height))
+    notices += placement_notices(targets, len(face_refs))
+    return CanvasSet(tuple(canvases), tuple(targets[: len(canvases)]), (width, height)), notices
 
 
 class AnyPhotoBuildLocationCanvas:
@@ -100,12 +109,12 @@ class AnyPhotoBuildLocationCanvas:
     def build(self, face_refs, width, height, placements, batch_size=1, layout_image=None, face_analysis=None):
         layout = host.image_to_arrays(layout_image[:1])[0] if layout_image is not None else None
         detector = face_analysis.detector if face_analysis is not None else None
-        canvas_set = build_canvas_set(face_refs, width, height, placements, layout, detector)
+        canvas_set, notices = build_canvas_set(face_refs, width, height, placements, layout, detector)
         images = host.arrays_to_image([c.image for c in canvas_set.canvases])
         masks = host.arrays_to_image([c.mask[..., None].repeat(3, -1) * 255 for c in canvas_set.canvases])[..., 0]
         thumbs = save_thumbnails(face_refs, host.temp_directory())
         latent = {"samples": host.empty_latent(width, height, batch_size)}
-        return {"ui": {"anyphoto_faces": thumbs}, "result": (canvas_set, images, masks, latent)}
+        return with_warnings((canvas_set, images, masks, latent), notices, ui={"anyphoto_faces": thumbs})
 
 
 def save_thumbnails(face_refs, folder: str) -> list[dict]:

@@ -201,7 +201,8 @@ class AnyPhotoLoadFaceRefs:
             )
             bar.update(1)
         preview = host.arrays_to_image([refs_preview(identities)])
-        return with_warnings((identities, preview), shared_face_warnings(identities))
+        notices = [n for ident in identities for n in ident.notices] + shared_face_warnings(identities)
+        return with_warnings((identities, preview), notices)
 
 
 def parse_face_indices(text: str, count: int, rule: str) -> list[int]:

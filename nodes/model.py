@@ -10,9 +10,10 @@ import torch
 from anyphoto_core.adapter import AdapterError, load_adapter
 from anyphoto_core.conditioning import encode_canvas_tokens, identity_inputs
 from anyphoto_core.identity import IdentityInputs
-from anyphoto_core.validation import check_identity_embeddings, check_identity_weights
+from anyphoto_core.validation import check_identity_embeddings, check_identity_weights, identity_window
 
 from . import host
+from .feedback import with_warnings
 from .patching import WRAPPER_KEY, AnyPhotoWrapper, NotFluxError, SigmaWindow, check_flux_model
 from .types import ADAPTER, CANVAS, EMBEDS
 
@@ -179,8 +180,7 @@ class AnyPhotoApply:
     ):
         import comfy.patcher_extension
 
-        if start_percent > end_percent:
-            raise ValueError(f"start_percent {start_percent} is after end_percent {end_percent}")
+        notices = identity_window(start_percent, end_percent)
         dm = model.model.diffusion_model
         depth, singles = check_flux_model(dm)
         check_block_replace_contract(dm)
@@ -225,7 +225,7 @@ class AnyPhotoApply:
         )
         patched.set_additional_models(WRAPPER_KEY, [adapter])
         bar.update(1)
-        return (patched,)
+        return with_warnings((patched,), notices)
 
 
 def _vae_encode(vae, model, images: torch.Tensor) -> torch.Tensor:

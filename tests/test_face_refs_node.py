@@ -1,6 +1,7 @@
 """AnyPhoto Load Face Refs without ComfyUI: per-person face choice, shared-face warnings, and the file
 fingerprint that makes ComfyUI re-read a photo replaced under the same name."""
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,3 +110,51 @@ def test_is_changed_reads_comfyui_input_folder(tmp_path, monkeypatch):
     before = node.IS_CHANGED(photos="a.jpg", choice_rule="largest")
     (tmp_path / "a.jpg").write_bytes(b"second")
     assert node.IS_CHANGED(photos="a.jpg", choice_rule="largest") != before
+
+
+class NoFaceInMarkedPhotos(PortraitAwareDetector):
+    """The fixture detector, but a photo whose top-left pixel is pure red has no face."""
+
+    def detect(self, image):
+        return [] if tuple(image[0, 0]) == (255, 0, 0) else self.base.detect(image)
+
+
+def test_skipped_photo_is_a_visible_warning(fixture_analyzer, group_photo):
+    blank = group_photo.copy()
+    blank[0, 0] = (255, 0, 0)
+    analyzer = Analyzer(NoFaceInMarkedPhotos(fixture_analyzer.detector), fixture_analyzer.recognizer)
+    out = PACK.faces.AnyPhotoLoadFaceRefs().load(
+        analyzer, "largest", "", "skip", "", person_1=torch.cat([_image(group_photo), _image(blank)])
+    )
+    (refs, _), (message,) = out["result"], out["ui"][WARNINGS]
+    assert len(refs[0].faces) == 1
+    assert message.startswith("person 1: no face found in person 1 photo 2") and "skipped" in message
+
+
+def _canvas(refs, width, height, boxes, **kw):
+    placements = {"version": 1, "units": "fraction", "people": [{"box": b} for b in boxes]}
+    node = PACK.canvas.AnyPhotoBuildLocationCanvas()
+    return node.build(refs, width, height, json.dumps(placements), **kw)
+
+
+def test_canvas_warns_about_extra_and_overlapping_boxes(fixture_analyzer, group_photo, tmp_path, monkeypatch):
+    monkeypatch.setattr(PACK.host, "temp_directory", lambda: str(tmp_path))
+    refs, _ = _load(
+        fixture_analyzer, "left_to_right", "0, 1", person_1=_image(group_photo), person_2=_image(group_photo)
+    )["result"]
+    apart = [[0.1, 0.2, 0.4, 0.6], [0.55, 0.2, 0.85, 0.6]]
+    assert _canvas(refs, 256, 256, apart)["ui"][WARNINGS] == []
+    (extra,) = _canvas(refs, 256, 256, [*apart, [0.4, 0.7, 0.6, 0.9]])["ui"][WARNINGS]
+    assert extra.startswith("3 boxes but 2 people: box(es) 3 have no person")
+    (overlap,) = _canvas(refs, 256, 256, [apart[0], apart[0]])["ui"][WARNINGS]  # two people on one box
+    assert overlap.startswith("boxes of person 1 and person 2 overlap by 100%")
+
+
+def test_canvas_warns_about_layout_faces_lost_to_the_crop(fixture_analyzer, group_photo, tmp_path, monkeypatch):
+    """The fixture scene (640x640, faces centred at y = 200, 300, 520) covers a 1024x256 output from
+    y = -384: only the face at y = 300 stays inside."""
+    monkeypatch.setattr(PACK.host, "temp_directory", lambda: str(tmp_path))
+    refs, _ = _load(fixture_analyzer, "largest", "", person_1=_image(group_photo))["result"]
+    out = _canvas(refs, 1024, 256, [], layout_image=_image(group_photo), face_analysis=fixture_analyzer)
+    (message,) = out["ui"][WARNINGS]
+    assert message.startswith("2 of 3 face(s) of the layout photo layout image")

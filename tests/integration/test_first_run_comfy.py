@@ -3,6 +3,7 @@ its photos given through LoadImage nodes, the size set in one place, warnings in
 replaced under the same name re-read, and the template browser's thumbnails served."""
 
 import io
+import json
 import urllib.parse
 import urllib.request
 
@@ -56,7 +57,7 @@ def _put_photo(server, name: str, pixels: np.ndarray) -> str:
 
 def test_shipped_workflow_runs_on_load_image_photos(anyphoto_server):
     """Both LoadImage nodes get the same group photo: the image is made at the canvas size (no second size
-    anywhere), and the UI output of Load Face Refs says that both people got the same face."""
+    anywhere), and the UI outputs say that both people got the same face and that a box has no person."""
     photo = _put_photo(anyphoto_server, "group.png", render_scene())
     wf = pack_server.tiny_workflow("anyphoto_2_people")
     by_type = pack_server.nodes_by_type(wf)
@@ -65,12 +66,16 @@ def test_shipped_workflow_runs_on_load_image_photos(anyphoto_server):
     (canvas,), (refs,), (save,) = (
         by_type[c] for c in ("AnyPhotoBuildLocationCanvas", "AnyPhotoLoadFaceRefs", "SaveImage")
     )
-    wf[canvas]["inputs"].update(width=SIZE[0], height=SIZE[1])
+    boxes = [[0.1, 0.2, 0.4, 0.5], [0.6, 0.2, 0.9, 0.5], [0.4, 0.6, 0.6, 0.9]]  # one box too many
+    placements = {"version": 1, "units": "fraction", "people": [{"box": b} for b in boxes]}
+    wf[canvas]["inputs"].update(width=SIZE[0], height=SIZE[1], placements=json.dumps(placements))
     wf[next(i for i, n in wf.items() if n["class_type"] == "AnyPhotoIdentityIsolatedSampler")]["inputs"]["steps"] = 1
     entry = _run(anyphoto_server, wf)
     assert _image(anyphoto_server, entry, save).shape == (SIZE[1], SIZE[0], 3)
     (warning,) = entry["outputs"][refs][UI_KEY]
     assert warning.startswith("person 1 and person 2 got the same face")
+    (warning,) = entry["outputs"][canvas][UI_KEY]
+    assert warning.startswith("3 boxes but 2 people")
 
 
 def test_photo_replaced_under_the_same_name_is_read_again(anyphoto_server):

@@ -74,7 +74,8 @@ def _apply(base, n, **kw):
     AnyPhotoApply = PACK.model.AnyPhotoApply
     args = dict(identity_weight=1.0, person_weights="", lora_strength=1.0, start_percent=0.0, end_percent=1.0)
     args.update(kw)
-    return AnyPhotoApply().apply(base, _adapter_for(base), FakeVAE(), _canvas_set(n), _embeds(n), **args)[0]
+    out = AnyPhotoApply().apply(base, _adapter_for(base), FakeVAE(), _canvas_set(n), _embeds(n), **args)
+    return out["result"][0]
 
 
 def _run(patcher, cfg, batch=2, seed=0):
@@ -177,3 +178,17 @@ def test_pack_loads_in_comfyui(tmp_path):
     assert proc.returncode == 0, log[-3000:]
     assert "IMPORT FAILED" not in log or "anyphoto" not in log.split("IMPORT FAILED", 1)[1][:300], log[-3000:]
     assert "anyphoto" in log
+
+
+def test_start_equal_to_end_is_a_visible_warning(base):
+    AnyPhotoApply, ui_key = PACK.model.AnyPhotoApply, PACK.feedback.UI_KEY
+    args = dict(identity_weight=1.0, person_weights="", lora_strength=1.0)
+    on = AnyPhotoApply().apply(
+        base, _adapter_for(base), FakeVAE(), _canvas_set(1), _embeds(1), **args, start_percent=0.2, end_percent=0.6
+    )
+    assert on["ui"][ui_key] == []
+    off = AnyPhotoApply().apply(
+        base, _adapter_for(base), FakeVAE(), _canvas_set(1), _embeds(1), **args, start_percent=0.5, end_percent=0.5
+    )
+    (message,) = off["ui"][ui_key]
+    assert message.startswith("start_percent equals end_percent (0.5): no sampling step uses the identities")
