@@ -32,7 +32,7 @@ def start_anyphoto_server(base):
     tiny_adapter(params).float().save(base / "models" / "anyphoto" / ADAPTER_NAME)
     (base / "custom_nodes").mkdir()
     (base / "custom_nodes" / "anyphoto").symlink_to(PACK_ROOT, target_is_directory=True)
-    with comfy_harness.start_server(base, [comfy_harness.TINY_FLUX_PACK]) as server:
+    with comfy_harness.start_server(base, [comfy_harness.TINY_FLUX_PACK], ready_timeout=300) as server:
         yield server
 
 
