@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import inspect
 import os
+from dataclasses import replace
 
 import torch
 
 from anyphoto_core.adapter import AdapterError, load_adapter
 from anyphoto_core.conditioning import encode_canvas_tokens, identity_inputs
 from anyphoto_core.identity import IdentityInputs
+from anyphoto_core.tokens import PIXELS_PER_TOKEN
 from anyphoto_core.validation import check_identity_embeddings, check_identity_weights, identity_window
 
 from . import host
@@ -217,11 +219,16 @@ class AnyPhotoApply:
         bar.update(1)
         ms = model.get_model_object("model_sampling")
         window = SigmaWindow(float(ms.percent_to_sigma(start_percent)), float(ms.percent_to_sigma(end_percent)))
+        chain_key = (core, float(lora_strength), window)
+        previous = anyphoto_wrapper_of(model)
+        if previous is not None:  # a chain: one pass over the identities of every Apply, each isolated
+            inputs = chained_inputs(previous, inputs, chain_key)
         patched = model.clone()
+        patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY)
         patched.add_wrapper_with_key(
             comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL,
             WRAPPER_KEY,
-            AnyPhotoWrapper(inputs, window, comfy_attention),
+            AnyPhotoWrapper(inputs, window, comfy_attention, chain_key),
         )
         patched.set_additional_models(WRAPPER_KEY, [adapter])
         bar.update(1)
@@ -235,12 +242,43 @@ def _vae_encode(vae, model, images: torch.Tensor) -> torch.Tensor:
     return model.model.process_latent_in(latent).float().cpu()
 
 
-def identity_inputs_of(model) -> IdentityInputs | None:
-    """The identity inputs AnyPhotoApply attached to ``model`` (a ModelPatcher), or None if not patched."""
+def anyphoto_wrapper_of(model) -> AnyPhotoWrapper | None:
+    """The wrapper AnyPhotoApply attached to ``model`` (a ModelPatcher), or None if it is not patched."""
     import comfy.patcher_extension
 
     wrappers = model.get_wrappers(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY)
-    for w in wrappers or []:
-        if isinstance(w, AnyPhotoWrapper):
-            return w.inputs
-    return None
+    return next((w for w in wrappers or [] if isinstance(w, AnyPhotoWrapper)), None)
+
+
+def identity_inputs_of(model) -> IdentityInputs | None:
+    """The identity inputs AnyPhotoApply attached to ``model`` (a ModelPatcher), or None if not patched."""
+    wrapper = anyphoto_wrapper_of(model)
+    return None if wrapper is None else wrapper.inputs
+
+
+def chained_inputs(previous: AnyPhotoWrapper, inputs: IdentityInputs, chain_key: tuple) -> IdentityInputs:
+    """The identities of an earlier AnyPhoto Apply (``previous``) followed by ``inputs``, as one
+    :class:`IdentityInputs`: every identity keeps its own tokens, ids and modulation offset, so each is
+    isolated and modulated as if one Apply had all the people. ``ValueError`` unless both use the same
+    adapter, lora_strength, start/end (``chain_key``) and canvas size."""
+    earlier = previous.inputs
+    if previous.chain_key != chain_key:
+        raise ValueError(
+            f"this MODEL already went through an AnyPhoto Apply with {len(earlier.lengths)} people and another "
+            "adapter, lora_strength or start/end percent; chained AnyPhoto Apply nodes can only add people with "
+            "the same adapter (one AnyPhoto Adapter Loader), lora_strength, start_percent and end_percent. Make "
+            "them equal, or give all people to one AnyPhoto Apply"
+        )
+    if tuple(earlier.grid) != tuple(inputs.grid):
+        p = PIXELS_PER_TOKEN
+        raise ValueError(
+            f"chained AnyPhoto Apply nodes have canvases of different sizes ({earlier.grid[1] * p}x"
+            f"{earlier.grid[0] * p} and {inputs.grid[1] * p}x{inputs.grid[0] * p} px); use one size for all"
+        )
+    return replace(
+        inputs,
+        tokens=torch.cat([earlier.tokens, inputs.tokens.to(earlier.tokens)], dim=1),
+        ids=torch.cat([earlier.ids, inputs.ids.to(earlier.ids)], dim=0),
+        lengths=tuple(earlier.lengths) + tuple(inputs.lengths),
+        delta=torch.cat([earlier.delta, inputs.delta.to(earlier.delta)], dim=0),
+    )

@@ -203,8 +203,10 @@ class AnyPhotoWrapper:
         inputs: IdentityInputs,
         window: SigmaWindow = SigmaWindow(),
         attention: AttentionFactory = lambda options: sdpa_attention,
+        chain_key: tuple = (),
     ):
         self.inputs, self.window, self.attention = inputs, window, attention
+        self.chain_key = chain_key  # what a chained AnyPhoto Apply must share to join these identities
 
     def __call__(self, executor, *args, **kwargs):
         args = list(args)

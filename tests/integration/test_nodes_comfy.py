@@ -192,3 +192,44 @@ def test_start_equal_to_end_is_a_visible_warning(base):
     )
     (message,) = off["ui"][ui_key]
     assert message.startswith("start_percent equals end_percent (0.5): no sampling step uses the identities")
+
+
+def _split(n):
+    """``_canvas_set(n)`` / ``_embeds(n)`` as one single-person CanvasSet and IdentityEmbeds per person."""
+    CanvasSet, IdentityEmbeds = PACK.types.CanvasSet, PACK.types.IdentityEmbeds
+    canvases, embeds = _canvas_set(n), _embeds(n)
+    return [
+        (
+            CanvasSet((canvases.canvases[k],), (canvases.placements[k],), canvases.size),
+            IdentityEmbeds(embeds.embeddings[k : k + 1], embeds.kind),
+        )
+        for k in range(n)
+    ]
+
+
+def test_chained_apply_nodes_compose_like_one_apply_with_all_people(base):
+    """Person 1 by one AnyPhoto Apply, person 2 by a second one on its output: the same latent as one Apply
+    with both people (each identity isolated, with its own modulation), not the second Apply alone."""
+    apply, adapter = PACK.model.AnyPhotoApply().apply, _adapter_for(base)
+    args = dict(identity_weight=1.0, person_weights="", lora_strength=1.0, start_percent=0.0, end_percent=1.0)
+    (c1, e1), (c2, e2) = _split(2)
+    first = apply(base, adapter, FakeVAE(), c1, e1, **args)["result"][0]
+    chained = apply(first, adapter, FakeVAE(), c2, e2, **args)["result"][0]
+    together = apply(base, adapter, FakeVAE(), _canvas_set(2), _embeds(2), **args)["result"][0]
+    second_only = apply(base, adapter, FakeVAE(), c2, e2, **args)["result"][0]
+    assert PACK.model.identity_inputs_of(chained).lengths == PACK.model.identity_inputs_of(together).lengths
+    out = _run(chained, cfg=1.0, batch=1)
+    torch.testing.assert_close(out, _run(together, cfg=1.0, batch=1), rtol=1e-5, atol=1e-5)
+    assert (out - _run(second_only, cfg=1.0, batch=1)).abs().max() > 1e-4
+    assert (_run(first, cfg=1.0, batch=1) - _run(together, cfg=1.0, batch=1)).abs().max() > 1e-4
+
+
+def test_chained_apply_with_another_recipe_is_refused(base):
+    apply, adapter = PACK.model.AnyPhotoApply().apply, _adapter_for(base)
+    args = dict(identity_weight=1.0, person_weights="", start_percent=0.0, end_percent=1.0)
+    (c1, e1), (c2, e2) = _split(2)
+    first = apply(base, adapter, FakeVAE(), c1, e1, lora_strength=1.0, **args)["result"][0]
+    with pytest.raises(ValueError, match="chained AnyPhoto Apply nodes can only add people with the same adapter"):
+        apply(first, adapter, FakeVAE(), c2, e2, lora_strength=0.5, **args)
+    with pytest.raises(ValueError, match="same adapter"):
+        apply(first, _adapter_for(base), FakeVAE(), c2, e2, lora_strength=1.0, **args)
