@@ -38,6 +38,8 @@ from .jobs import Job
 TEXT_ENCODERS = {"CLIPTextEncode": ("text",), "CLIPTextEncodeFlux": ("clip_l", "t5xxl")}
 FACE_REFS = {"AnyPhotoLoadFaceRefs": ("photos",)}
 IMAGE_LOADERS = ("LoadImage",)
+#: Size pixel boxes are checked against when the job sets none (BuildLocationCanvas's largest side).
+MAX_SIDE = 4096
 CANVAS = {"AnyPhotoBuildLocationCanvas": ("placements",)}
 SAMPLER_SEED = {
     "AnyPhotoIdentityIsolatedSampler": ("seed",),
@@ -105,7 +107,8 @@ def fill_workflow(workflow: dict, job: Job, photo_names: list[list[str]] | None 
             else {"version": PLACEMENTS_VERSION, "units": job.units, "people": [{"box": b} for b in boxes]}
         )
         try:
-            parse_placements(placements, 1, 1)  # validates the boxes; the size only scales fractions
+            # validates the boxes; pixel boxes must fit the job's size (the workflow's own size when it has none)
+            parse_placements(placements, job.width or MAX_SIDE, job.height or MAX_SIDE)
         except ValueError as exc:
             raise JobError(f"people boxes: {exc}") from None
         _fill_all(out, "people", CANVAS, json.dumps(placements))
