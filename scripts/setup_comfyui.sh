@@ -22,6 +22,10 @@
 #   * `requests` is added (ComfyUI imports it in app/frontend_management.py but does not list it).
 # torchaudio is optional: only ComfyUI's audio nodes need it.
 #
+# With GGUF_SOURCE set (a bare git dir or a checkout of github.com/city96/ComfyUI-GGUF), ComfyUI-GGUF is put in
+# TARGET/custom_nodes/ComfyUI-GGUF the same way and its `gguf` requirement installed; tests/integration/test_gguf.py
+# finds it there (or at $COMFYUI_GGUF_PATH). Servers started by the tests use their own custom_nodes folder.
+#
 # Finally `python main.py --cpu --quick-test-for-ci` is run in TARGET as an import check.
 #
 # Afterwards run the integration tests with:
@@ -30,7 +34,7 @@
 set -euo pipefail
 
 if [[ $# -lt 1 || $# -gt 2 || "$1" == "-h" || "$1" == "--help" ]]; then
-    sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 
@@ -44,40 +48,56 @@ case "$TARGET/" in
 esac
 
 missing=()
-if [[ -f "$SOURCE/HEAD" && -d "$SOURCE/objects" ]]; then
-    echo "Extracting $(git --git-dir="$SOURCE" log -1 --format='%h %cs %s' HEAD) from $SOURCE to $TARGET"
-    mkdir -p "$TARGET"
+# extract_tree BARE_GIT_DIR DEST: the files of HEAD, one by one (`git show HEAD:path`); unreadable blobs are
+# appended to $missing.
+extract_tree() {
+    local src=$1 dest_root=$2 entry meta path mode type dest link
+    echo "Extracting $(git --git-dir="$src" log -1 --format='%h %cs %s' HEAD) from $src to $dest_root"
+    mkdir -p "$dest_root"
     # ls-tree -z: mode type object<TAB>path, NUL-terminated (paths with spaces are safe).
     while IFS= read -r -d '' entry; do
         meta=${entry%%$'\t'*}
         path=${entry#*$'\t'}
         read -r mode type _ <<<"$meta"
         [[ "$type" == "blob" ]] || continue   # submodules (commit entries) are skipped
-        dest="$TARGET/$path"
+        dest="$dest_root/$path"
         mkdir -p "$(dirname "$dest")"
         if [[ "$mode" == "120000" ]]; then
-            if link=$(git --git-dir="$SOURCE" show "HEAD:$path" 2>/dev/null); then
+            if link=$(git --git-dir="$src" show "HEAD:$path" 2>/dev/null); then
                 ln -sfn "$link" "$dest"
             else
                 missing+=("$path")
             fi
-        elif git --git-dir="$SOURCE" show "HEAD:$path" >"$dest.part" 2>/dev/null; then
+        elif git --git-dir="$src" show "HEAD:$path" >"$dest.part" 2>/dev/null; then
             mv "$dest.part" "$dest"
-            [[ "$mode" == "100755" ]] && chmod +x "$dest"
+            if [[ "$mode" == "100755" ]]; then chmod +x "$dest"; fi
         else
             rm -f "$dest.part"
             missing+=("$path")
         fi
-    done < <(git --git-dir="$SOURCE" ls-tree -r -z HEAD)
-elif [[ -f "$SOURCE/main.py" ]]; then
-    if [[ "$SOURCE" != "$TARGET" ]]; then
-        echo "Copying checkout $SOURCE to $TARGET"
-        mkdir -p "$TARGET"
-        cp -a "$SOURCE/." "$TARGET/"
+    done < <(git --git-dir="$src" ls-tree -r -z HEAD)
+}
+
+# copy_or_extract SOURCE DEST MARKER: SOURCE is a bare git dir (extracted) or a checkout holding MARKER (copied).
+copy_or_extract() {
+    local src=$1 dest=$2 marker=$3
+    if [[ -f "$src/HEAD" && -d "$src/objects" ]]; then
+        extract_tree "$src" "$dest"
+    elif [[ -f "$src/$marker" ]]; then
+        if [[ "$src" != "$dest" ]]; then
+            echo "Copying checkout $src to $dest"
+            mkdir -p "$dest"
+            cp -a "$src/." "$dest/"
+        fi
+    else
+        echo "error: $src is neither a bare git directory (HEAD + objects/) nor a checkout ($marker)" >&2
+        exit 2
     fi
-else
-    echo "error: $SOURCE is neither a bare git directory (HEAD + objects/) nor a ComfyUI checkout (main.py)" >&2
-    exit 2
+}
+
+copy_or_extract "$SOURCE" "$TARGET" main.py
+if [[ -n "${GGUF_SOURCE:-}" ]]; then
+    copy_or_extract "$(realpath "$GGUF_SOURCE")" "$TARGET/custom_nodes/ComfyUI-GGUF" nodes.py
 fi
 
 if [[ ${#missing[@]} -gt 0 ]]; then
@@ -94,6 +114,9 @@ trap 'rm -rf "$work"' EXIT
 grep -v -i -E '^[[:space:]]*(torch|torchvision|torchaudio)[[:space:]]*([<>=!~;#].*)?$' "$TARGET/requirements.txt" \
     >"$work/requirements.txt"
 echo "requests" >>"$work/requirements.txt"
+if [[ -n "${GGUF_SOURCE:-}" ]]; then
+    grep -i -E '^[[:space:]]*gguf' "$TARGET/custom_nodes/ComfyUI-GGUF/requirements.txt" >>"$work/requirements.txt" || true
+fi
 
 "$PYTHON" - "$work/constraints.txt" <<'EOF'
 import importlib.metadata as md

@@ -2,8 +2,9 @@
 
 Exit codes: 0 all jobs succeeded; 1 a job failed on the server (rejected workflow, node error, interrupted,
 timeout); 2 bad input (arguments, workflow file, job fields, a workflow lacking a node to fill);
-3 the server could not be reached. In batch mode a failed job does not stop the others; an unreachable
-server does.
+3 the server(s) could not be reached. A batch (``--jobs``, or several ``--server``) runs through
+:class:`~.farm.BatchRunner`: spread over the servers, a job lost with a dying server retried on another, a
+failed job not stopping the others, finished jobs recorded in the output folder and skipped by a rerun.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ import os
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from .client import DEFAULT_SERVER, ComfyClient, run_workflow
-from .errors import HeadlessError, JobError, ServerUnavailable
+from .errors import HeadlessError, JobError
+from .farm import BatchRunner, batch_items
 from .fill import validate_api_workflow
 from .jobs import Job, read_jobs_jsonl
+from .ledger import LEDGER_NAME
 
 SINGLE_JOB_OPTIONS = ("prompt", "person", "units", "seed", "steps", "width", "height", "name")
 
@@ -31,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("workflow", type=Path, help="API-format workflow JSON (ComfyUI: Workflow > Export (API))")
     p.add_argument(
         "--server",
-        default=os.environ.get("COMFYUI_URL", DEFAULT_SERVER),
-        help=f"ComfyUI URL (default: $COMFYUI_URL or {DEFAULT_SERVER})",
+        action="append",
+        metavar="URL",
+        help=f"ComfyUI URL; repeat to spread the jobs over several servers (default: $COMFYUI_URL or {DEFAULT_SERVER})",
     )
     p.add_argument(
         "--out", type=Path, default=Path("anyphoto_out"), help="folder for the images (default: %(default)s)"
@@ -54,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("--name", help="prefix of the saved file names")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait per job (default: %(default)s)")
     p.add_argument("--include-temp", action="store_true", help="also save preview (temp) images")
+    batch = p.add_argument_group("batch (--jobs or several --server)")
+    batch.add_argument(
+        "--per-server", type=int, default=1, metavar="N", help="jobs in flight per server (default: %(default)s)"
+    )
+    batch.add_argument(
+        "--redo", action="store_true", help=f"run every job again, ignoring OUT/{LEDGER_NAME} of earlier runs"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -86,6 +99,10 @@ def jobs_from_args(args) -> list[tuple[Job, str]]:
         if given:
             raise JobError(f"--jobs cannot be combined with single-job options ({', '.join('--' + g for g in given)})")
         jobs = read_jobs_jsonl(args.jobs)
+        names = [job.name for job in jobs if job.name]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise JobError(f"{args.jobs}: job names must be unique in a batch (they prefix the files): {repeated}")
         return [(job, f"{job.name}_" if job.name else f"job{i:04d}_") for i, job in enumerate(jobs, 1)]
     obj = {name: getattr(args, name) for name in given if name != "person"}
     if args.person:
@@ -99,35 +116,74 @@ def main(argv=None) -> int:
     if args.out.exists() and not args.out.is_dir():
         print(f"error: --out {args.out} is a file; --out names the folder the images go to", file=sys.stderr)
         return 2
+    servers = args.server or [os.environ.get("COMFYUI_URL", DEFAULT_SERVER)]
     try:
+        if args.per_server < 1:
+            raise JobError(f"--per-server must be at least 1, got {args.per_server}")
         workflow = load_workflow(args.workflow)
         jobs = jobs_from_args(args)
-        client = ComfyClient(args.server)
+        clients = [ComfyClient(url) for url in servers]
     except HeadlessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    worst = 0
-    for index, (job, prefix) in enumerate(jobs, 1):
-        label = f"job {index}/{len(jobs)}" if len(jobs) > 1 else "job"
-        try:
-            saved = run_workflow(
-                workflow,
-                job,
-                args.out,
-                client=client,
-                prefix=prefix,
-                progress=not args.no_progress,
-                timeout=args.timeout,
-                include_temp=args.include_temp,
-            )
-        except HeadlessError as exc:
-            print(f"error: {label} failed: {exc}", file=sys.stderr)
-            worst = max(worst, exc.exit_code)
-            if isinstance(exc, ServerUnavailable):
-                break
-            continue
+    if args.jobs is None and len(clients) == 1:
+        return run_single(workflow, jobs[0], clients[0], args)
+    return run_batch(workflow, jobs, servers, args)
+
+
+def run_single(workflow: dict, job_and_prefix: tuple[Job, str], client: ComfyClient, args) -> int:
+    """One job on one server, with the sampler's step bar."""
+    job, prefix = job_and_prefix
+    try:
+        saved = run_workflow(
+            workflow,
+            job,
+            args.out,
+            client=client,
+            prefix=prefix,
+            progress=not args.no_progress,
+            timeout=args.timeout,
+            include_temp=args.include_temp,
+        )
+    except HeadlessError as exc:
+        print(f"error: job failed: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if not saved:
+        print("warning: the job finished but its workflow saved no images (add a SaveImage node)", file=sys.stderr)
+    for path in saved:
+        print(path)
+    return 0
+
+
+def run_batch(workflow: dict, jobs: list[tuple[Job, str]], servers: list[str], args) -> int:
+    """Jobs spread over ``servers``; saved paths printed as jobs finish; a summary on stderr."""
+
+    def report(item, saved, server):
         if not saved:
-            print(f"warning: {label} finished but its workflow saved no images (add a SaveImage node)", file=sys.stderr)
+            tqdm.write(f"warning: job {item.index} saved no images (add a SaveImage node)", file=sys.stderr)
         for path in saved:
-            print(path)
-    return worst
+            tqdm.write(str(path), file=sys.stdout)
+
+    runner = BatchRunner(
+        workflow,
+        servers,
+        args.out,
+        per_server=args.per_server,
+        timeout=args.timeout,
+        include_temp=args.include_temp,
+        progress=not args.no_progress,
+        on_finished=report,
+    )
+    result = runner.run(batch_items(workflow, jobs), redo=args.redo)
+    if result.skipped:
+        print(f"{len(result.skipped)} job(s) were done in an earlier run (see {runner.ledger.path})", file=sys.stderr)
+    for index, exc in sorted(result.failed.items()):
+        print(f"error: job {index}/{len(jobs)} failed: {exc}", file=sys.stderr)
+    if result.not_run:
+        down = "; ".join(f"{s.url}: {s.down}" for s in result.servers if s.down)
+        print(
+            f"error: {len(result.not_run)} job(s) not run, every server is down ({down}); "
+            f"start a server and rerun the same command to finish the batch",
+            file=sys.stderr,
+        )
+    return result.exit_code

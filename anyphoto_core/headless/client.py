@@ -44,7 +44,7 @@ class ComfyClient:
     def _request(self, method: str, route: str, **kwargs) -> requests.Response:
         try:
             return self.session.request(method, self.server + route, timeout=self.timeout, **kwargs)
-        except requests.ConnectionError as exc:
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:  # refused, reset, cut off
             raise ServerUnavailable(
                 f"cannot reach ComfyUI at {self.server} ({exc.__class__.__name__}); is it running? (pass --server)"
             ) from None
@@ -161,7 +161,11 @@ class ComfyClient:
                 except websocket.WebSocketTimeoutException:
                     raise ExecutionFailed(f"prompt {prompt_id} did not finish within {timeout:.0f} s") from None
                 except (websocket.WebSocketConnectionClosedException, OSError):
-                    raise ServerUnavailable("the ComfyUI websocket closed before the prompt finished") from None
+                    frame = ""
+                if frame == "":  # websocket-client returns "" for the server's close frame
+                    raise ServerUnavailable(
+                        f"the ComfyUI websocket of {self.server} closed before the prompt finished"
+                    ) from None
                 if not isinstance(frame, str):  # binary preview frames
                     continue
                 message = json.loads(frame)
