@@ -96,14 +96,18 @@ def row_flags(cond_or_uncond: Sequence[int] | None, batch: int, device) -> Tenso
 
 
 class PostInputPatch:
-    """``post_input``: append the identity tokens (via the model's ``img_in``) and fp32 ids to img/img_ids."""
+    """``post_input``: append the identity tokens (via the model's ``img_in``) and fp32 ids to img/img_ids.
+
+    ``ran`` tells the block patches of the same call that the tokens are there."""
 
     def __init__(self, inputs: IdentityInputs, img_in: Callable[[Tensor], Tensor]):
         self.inputs, self.img_in = inputs, img_in
+        self.ran = False
 
     def __call__(self, args: dict, **kwargs) -> dict:
         out = dict(args)
         out["img"], out["img_ids"] = self.inputs.append_to_image(args["img"], args["img_ids"], self.img_in)
+        self.ran = True
         return out
 
 
@@ -113,7 +117,9 @@ ContextFn = Callable[[Tensor], IdentityContext]
 class BlockPatch:
     """Shared body of the ``patches_replace["dit"]`` block callbacks.
 
-    Refuses an attention mask and runs :meth:`forward` (the core block forward) with the call's
+    Refuses a forward whose ``post_input`` patch did not run (``post_input.ran``: a node that replaced FLUX's
+    forward, such as TeaCache, would leave the identity tokens out and the last image tokens would be taken
+    for them) and an attention mask; then runs :meth:`forward` (the core block forward) with the call's
     :class:`~anyphoto_core.blocks.IdentityContext` (``context(vec)``) and the block's adapter path
     ``"<PATH>.<index>"``. ``KIND`` is the block's key in ``patches_replace["dit"]``, ``PATH`` its
     module list in the FLUX model.
@@ -121,10 +127,16 @@ class BlockPatch:
 
     KIND = PATH = ""
 
-    def __init__(self, context: ContextFn, index: int, block):
-        self.context, self.index, self.block = context, index, block
+    def __init__(self, context: ContextFn, index: int, block, post_input: PostInputPatch):
+        self.context, self.index, self.block, self.post_input = context, index, block, post_input
 
     def __call__(self, args: dict, extra: dict, **kwargs) -> dict:
+        if not self.post_input.ran:
+            raise RuntimeError(
+                "AnyPhoto's identity tokens were never added to this FLUX forward: another node replaced FLUX's "
+                "forward and skips ComfyUI's post_input patches (e.g. TeaCache). Remove that node from the "
+                "AnyPhoto model path (caching nodes are not supported with AnyPhoto)"
+            )
         if args.get("attn_mask") is not None:
             raise ValueError(
                 "AnyPhoto cannot be combined with an attention-mask conditioning (e.g. StyleModelApply with "
@@ -167,12 +179,13 @@ def patched_options(transformer_options: dict, inputs: IdentityInputs, context: 
     (the caller's dicts and lists are never modified)."""
     options = dict(transformer_options)
     patches = {k: list(v) for k, v in options.get("patches", {}).items()}
-    patches.setdefault("post_input", []).append(PostInputPatch(inputs, diffusion_model.img_in))
+    post_input = PostInputPatch(inputs, diffusion_model.img_in)
+    patches.setdefault("post_input", []).append(post_input)
     replace = {k: dict(v) for k, v in options.get("patches_replace", {}).items()}
     dit = replace.setdefault("dit", {})
     for patch in (DoubleBlockPatch, SingleBlockPatch):
         for i, block in enumerate(getattr(diffusion_model, patch.PATH)):
-            dit[(patch.KIND, i)] = patch(context, i, block)
+            dit[(patch.KIND, i)] = patch(context, i, block, post_input)
     options["patches"], options["patches_replace"] = patches, replace
     return options
 

@@ -35,6 +35,7 @@ import numpy as np
 from ..geometry import validate_box
 from ..notices import format_notices
 from ..placements import Placement, box_list_units, box_to_pixels, placement_notices
+from .batch import add_batch_command, run_batch
 
 DEFAULT_PROMPT = "a photo of two friends smiling in a sunny park, natural light"
 #: File name written into an ``--out`` folder.
@@ -113,17 +114,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--guidance", type=float, default=3.5)
     g.add_argument("--id-guidance", type=float, default=1.0, help="identity guidance scale (1 = off, one pass)")
-    g.add_argument("--models", type=Path, help="ComfyUI models folder")
-    g.add_argument("--flux", type=Path, help="FLUX.1-dev transformer .safetensors (overrides discovery)")
-    g.add_argument("--vae", type=Path, help="FLUX VAE ae.safetensors")
-    g.add_argument("--clip-l", type=Path, help="CLIP-L text encoder .safetensors")
-    g.add_argument("--t5", type=Path, help="T5-XXL text encoder .safetensors")
-    g.add_argument("--tokenizers", type=Path, help="diffusers FLUX folder or ComfyUI checkout holding tokenizers")
-    g.add_argument("--adapter", type=Path, help="AnyPhoto adapter .safetensors")
+    add_model_arguments(g)
     g.add_argument("--out", default=DEFAULT_OUT_NAME, help="image file, or a folder (gets anyphoto.png); see above")
     g.add_argument("--overwrite", action="store_true", help="replace existing output files")
     g.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    add_batch_command(sub, add_model_arguments)
     return parser
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model-file options of ``generate`` and ``batch``."""
+    parser.add_argument("--models", type=Path, help="ComfyUI models folder")
+    parser.add_argument("--flux", type=Path, help="FLUX.1-dev transformer .safetensors (overrides discovery)")
+    parser.add_argument("--vae", type=Path, help="FLUX VAE ae.safetensors")
+    parser.add_argument("--clip-l", type=Path, help="CLIP-L text encoder .safetensors")
+    parser.add_argument("--t5", type=Path, help="T5-XXL text encoder .safetensors")
+    parser.add_argument("--tokenizers", type=Path, help="diffusers FLUX folder or ComfyUI checkout holding tokenizers")
+    parser.add_argument("--adapter", type=Path, help="AnyPhoto adapter .safetensors")
 
 
 def demo_people(size: tuple[int, int]) -> tuple[list[PersonSpec], str]:
@@ -348,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             if not args.debug:
                 warnings.simplefilter("ignore", category=FutureWarning)
+            if args.command == "batch":
+                return run_batch(args)
             generate(args)
     except (ValueError, OSError) as exc:
         if args.debug:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -199,7 +200,7 @@ class BatchRunner:
         with self._cond:
             if state.down is None:
                 state.down = str(exc)
-                self._bar.write(f"warning: server {state.url} is down ({exc}); its jobs go to the other servers")
+                self._bar.write(f"warning: server {state.url} is down ({exc}); its jobs go to the other servers", file=sys.stderr)
             item.lost_on.append(state.url)
             self._pending.appendleft(item)
             self._in_flight -= 1
@@ -213,7 +214,7 @@ class BatchRunner:
                 state.done += 1
             else:
                 self._result.failed[item.index] = failure
-                self._bar.write(f"error: job {item.index} failed on {state.url}: {failure}")
+                self._bar.write(f"error: job {item.index} failed on {state.url}: {failure}", file=sys.stderr)
             self._in_flight -= 1
             self._bar.update(1)
             self._show_rates()

@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import json
 
-from ..placements import PLACEMENTS_VERSION, parse_placements
+from ..placements import parse_placements
 from .errors import JobError
 from .jobs import Job
 
@@ -100,12 +100,7 @@ def fill_workflow(workflow: dict, job: Job, photo_names: list[list[str]] | None 
             raise JobError("fill_workflow needs the uploaded photo names of every person (upload them first)")
         _fill_all(out, "people", FACE_REFS, json.dumps(photo_names))
         _drop_person_images(out)
-        boxes = [list(p.box) for p in job.people]
-        placements = (
-            boxes
-            if job.units is None
-            else {"version": PLACEMENTS_VERSION, "units": job.units, "people": [{"box": b} for b in boxes]}
-        )
+        placements = job.placements_spec()
         try:
             # validates the boxes; pixel boxes must fit the job's size (the workflow's own size when it has none)
             parse_placements(placements, job.width or MAX_SIDE, job.height or MAX_SIDE)

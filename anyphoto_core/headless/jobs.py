@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..placements import PLACEMENTS_VERSION
 from .errors import JobError
 
 JOB_FIELDS = ("prompt", "people", "units", "seed", "steps", "width", "height", "name")
@@ -43,6 +44,14 @@ class Job:
     width: int | None = None
     height: int | None = None
     name: str | None = None
+
+    def placements_spec(self) -> list | dict:
+        """The people's boxes as placements JSON (placements.py): a bare box list when ``units`` is None
+        (units inferred), else a versioned object with the units."""
+        boxes = [list(p.box) for p in self.people]
+        if self.units is None:
+            return boxes
+        return {"version": PLACEMENTS_VERSION, "units": self.units, "people": [{"box": b} for b in boxes]}
 
     @classmethod
     def from_dict(cls, obj, base_dir: Path | str = ".") -> Job:

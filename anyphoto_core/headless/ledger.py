@@ -1,10 +1,12 @@
 """The record of a batch's finished jobs, so that a rerun resumes instead of redoing them.
 
 One JSON object per line in ``OUT/anyphoto_batch_done.jsonl``, appended (and flushed to disk) after a job's
-images are saved: ``{"key", "index", "name", "files": [names in OUT], "server"}``. A job counts as done on a
-rerun when a line has its key and all its files still exist. The key is a hash of the workflow, the job's
+images are saved: ``{"key", "index", "name", "files": [names in OUT], "by"}`` (``by``: the server URL or the
+process that ran it). A job counts as done on a rerun when a line has its key and all its files still exist.
+The key is a hash of the run's settings (the workflow, or the standalone models and guidance), the job's
 fields and its position in the batch, so changing any of them runs the job again. A torn last line (the
-client was killed while writing it) is ignored.
+client was killed while writing it) is ignored. Several processes may append to one file: each line is one
+``write`` in append mode.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from .jobs import Job
 LEDGER_NAME = "anyphoto_batch_done.jsonl"
 
 
-def job_key(workflow: dict, job: Job, index: int) -> str:
-    """A stable hash (hex, 16 chars) of ``workflow``, ``job``'s fields and its 1-based ``index``."""
+def job_key(run_settings: dict, job: Job, index: int) -> str:
+    """A stable hash (hex, 16 chars) of ``run_settings`` (JSON-able), ``job``'s fields and its 1-based ``index``."""
     fields = dataclasses.asdict(job)
-    payload = json.dumps({"workflow": workflow, "job": fields, "index": index}, sort_keys=True, default=str)
+    payload = json.dumps({"workflow": run_settings, "job": fields, "index": index}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
@@ -55,11 +57,9 @@ class BatchLedger:
                 done[record["key"]] = record
         return done
 
-    def record(self, key: str, index: int, name: str | None, files: list[Path], server: str) -> None:
+    def record(self, key: str, index: int, name: str | None, files: list[Path], by: str) -> None:
         """Append one finished job; on disk (fsync) before returning."""
-        line = json.dumps(
-            {"key": key, "index": index, "name": name, "files": [Path(f).name for f in files], "server": server}
-        )
+        line = json.dumps({"key": key, "index": index, "name": name, "files": [Path(f).name for f in files], "by": by})
         with self._lock:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as fh:

@@ -42,9 +42,9 @@ def test_twenty_jobs_two_servers_one_killed_after_five(comfy_server, tmp_path):
     server_dirs = {comfy_server.url: comfy_server.output_dir, victim.url: victim.output_dir}
     for record in records:  # each image is byte-equal to the one the server that ran the job saved
         (name,) = record["files"]
-        on_server = server_dirs[record["server"]] / name[len("job0000_") :]
+        on_server = server_dirs[record["by"]] / name[len("job0000_") :]
         assert (out / name).read_bytes() == on_server.read_bytes()
-    assert sum(r["server"] == victim.url for r in records) == dead.done
+    assert sum(r["by"] == victim.url for r in records) == dead.done
 
     history_before = len(comfy_server.get_json("/history?max_items=1000"))
     again = BatchRunner(workflow, [comfy_server.url], out, progress=False).run(items)
