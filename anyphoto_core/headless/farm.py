@@ -200,7 +200,9 @@ class BatchRunner:
         with self._cond:
             if state.down is None:
                 state.down = str(exc)
-                self._bar.write(f"warning: server {state.url} is down ({exc}); its jobs go to the other servers", file=sys.stderr)
+                self._bar.write(
+                    f"warning: server {state.url} is down ({exc}); its jobs go to the other servers", file=sys.stderr
+                )
             item.lost_on.append(state.url)
             self._pending.appendleft(item)
             self._in_flight -= 1
