@@ -62,9 +62,16 @@ def current_shard() -> Shard:
     """The shard of this process: from ``accelerate.PartialState`` under a launcher, else the whole batch."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Shard()
+    import torch
     from accelerate import PartialState
 
-    state = PartialState()  # joins the process group; sets this process's CUDA device
+    # joins the process group (gloo on CPU-only machines); sets this process's CUDA device
+    state = PartialState(cpu=not torch.cuda.is_available())
+    if state.num_processes != int(os.environ["WORLD_SIZE"]):
+        raise ValueError(
+            f"launched as {os.environ['WORLD_SIZE']} processes but accelerate sees {state.num_processes}; "
+            "every process would run every job. Check the accelerate launch options (--multi_gpu, --num_processes)"
+        )
     device = str(state.device) if state.device.type != "cpu" else None
     return Shard(state.process_index, state.num_processes, device)
 
