@@ -92,6 +92,23 @@ def test_job_lost_with_a_dying_server_runs_on_another(servers, tmp_path):
     assert len(list((tmp_path / "out").glob("*.png"))) == 8
 
 
+class DeadBehindProxy(FakeComfy):
+    """A reverse proxy whose ComfyUI is gone: the websocket still opens, ``POST /prompt`` gets HTTP 502."""
+
+    async def prompt(self, request):
+        return web.Response(status=502, text="Bad Gateway")
+
+
+def test_proxy_gateway_errors_count_as_a_dead_server(servers, tmp_path):
+    proxied, healthy = DeadBehindProxy(), servers()
+    try:
+        result = run([proxied, healthy], tmp_path / "out", n=4)
+    finally:
+        proxied.close()
+    assert result.exit_code == 0 and saved_seeds(result) == [1, 2, 3, 4] == sorted(seeds_sent(healthy))
+    assert "HTTP 502" in result.servers[0].down and result.servers[1].done == 4
+
+
 def test_resume_runs_only_unfinished_jobs(servers, tmp_path):
     out = tmp_path / "out"
     first = servers(die_at=4)

@@ -24,6 +24,8 @@ from .jobs import Job
 
 DEFAULT_SERVER = "http://127.0.0.1:8188"
 UPLOAD_SUBFOLDER = "anyphoto"
+#: HTTP answers of a reverse proxy whose ComfyUI is gone (bad gateway, unavailable, gateway timeout).
+GATEWAY_ERRORS = (502, 503, 504)
 
 
 class ComfyClient:
@@ -42,8 +44,10 @@ class ComfyClient:
 
     # -- HTTP ---------------------------------------------------------------------------------------
     def _request(self, method: str, route: str, **kwargs) -> requests.Response:
+        """One HTTP request. Raises :class:`ServerUnavailable` when the server cannot be reached, drops the
+        connection, times out, or a proxy in front of it answers :data:`GATEWAY_ERRORS`."""
         try:
-            return self.session.request(method, self.server + route, timeout=self.timeout, **kwargs)
+            resp = self.session.request(method, self.server + route, timeout=self.timeout, **kwargs)
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:  # refused, reset, cut off
             raise ServerUnavailable(
                 f"cannot reach ComfyUI at {self.server} ({exc.__class__.__name__}); is it running? (pass --server)"
@@ -52,6 +56,12 @@ class ComfyClient:
             raise ServerUnavailable(
                 f"ComfyUI at {self.server} did not answer {route} within {self.timeout:.0f} s"
             ) from None
+        if resp.status_code in GATEWAY_ERRORS:
+            raise ServerUnavailable(
+                f"{self.server} answered {route} with HTTP {resp.status_code}: "
+                "the ComfyUI behind it is down or overloaded"
+            )
+        return resp
 
     def upload_image(self, path: Path | str, subfolder: str = UPLOAD_SUBFOLDER) -> str:
         """Upload a local image into the server's input folder; returns the name to use as an input value."""
