@@ -76,7 +76,7 @@ def test_anyphoto_on_gguf_quantised_flux(gguf_pack, gguf_base, monkeypatch):
     hidden = _loaded_call(patched, with_anyphoto=True)
     monkeypatch.undo()
     img_tokens = (H // 16) * (W // 16)
-    assert img_tokens + sum(PACK.model.identity_payload(patched).lengths) in widths
+    assert img_tokens + sum(PACK.model.identity_inputs_of(patched).lengths) in widths
     torch.testing.assert_close(hidden[0], ref[0], rtol=1e-5, atol=1e-5)
     assert (hidden[1] - ref[1]).abs().max() > 1e-4
     _assert_unchanged(gguf_base, snapshot)
