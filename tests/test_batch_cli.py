@@ -12,24 +12,16 @@ import pytest
 import torch
 from fixtures.face_models import insightface_image
 from PIL import Image
+from test_cli import tiny_cache  # noqa: F401  (autouse: the tiny models in a test cache)
 
 from anyphoto_core.app.batch import Shard
 from anyphoto_core.app.cli import main
-from anyphoto_core.app.models.tiny import ensure_tiny_models
 from anyphoto_core.app.pipeline import AnyPhotoPipeline
 from anyphoto_core.headless.ledger import LEDGER_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--size", "96x64", "--steps", "2", "--no-progress"]
 BOX = [0.1, 0.1, 0.45, 0.9]
-
-
-@pytest.fixture(autouse=True)
-def tiny_cache(tmp_path_factory, monkeypatch):
-    cache = tmp_path_factory.getbasetemp() / "anyphoto-cache"
-    ensure_tiny_models(cache / "tiny" / "v1")
-    monkeypatch.setenv("ANYPHOTO_CACHE", str(cache))
-    return cache
 
 
 @pytest.fixture
@@ -114,7 +106,7 @@ def test_shard_split_depends_only_on_job_numbers():
     assert owners == [[0], [1], [2]] * 3
 
 
-def test_two_processes_under_accelerate_share_the_jobs(tmp_path, tiny_cache):
+def test_two_processes_under_accelerate_share_the_jobs(tmp_path):
     jobs = write_jobs(tmp_path, [{"prompt": f"scene {i}", "seed": i} for i in range(1, 5)])
     cmd = [
         sys.executable,
@@ -139,7 +131,7 @@ def test_two_processes_under_accelerate_share_the_jobs(tmp_path, tiny_cache):
         str(tmp_path / "out"),
         *FAST,
     ]
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", ANYPHOTO_CACHE=str(tiny_cache))
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")  # ANYPHOTO_CACHE: set by tiny_cache
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "out" / LEDGER_NAME).read_text().splitlines()]
