@@ -19,6 +19,7 @@ EXTRA_BOXES = "extra_boxes"
 BOXES_OVERLAP = "boxes_overlap"
 IDENTITIES_OFF = "identities_off"
 PHOTO_LOOKS_TRUNCATED = "photo_looks_truncated"
+RECOGNIZER_MISMATCH = "recognizer_mismatch"
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,14 @@ import os
 
 import numpy as np
 
-from anyphoto_core.adapter import DEFAULT_EMBEDDING_KIND
 from anyphoto_core.app.previews import face_strip
+from anyphoto_core.embeddings import IdentityEmbeddings
 from anyphoto_core.faces import CHOICE_RULES, FaceModelError, build_identity, load_face_analyzer
-from anyphoto_core.faces.references import Identity, l2_normalize
+from anyphoto_core.faces.references import Identity, reembed_identity
 
 from . import host
 from .feedback import with_warnings
-from .types import EMBEDS, FACE_ANALYSIS, FACE_REFS, IdentityEmbeds
+from .types import EMBEDS, FACE_ANALYSIS, FACE_REFS
 
 MODEL_PACKS = ("antelopev2", "buffalo_l")
 PROVIDERS = {"auto": None, "CUDA": ["CUDAExecutionProvider", "CPUExecutionProvider"], "CPU": ["CPUExecutionProvider"]}
@@ -289,11 +289,6 @@ class AnyPhotoArcFaceEmbed:
     def embed(self, face_refs, face_analysis=None):
         if not face_refs:
             raise ValueError("face_refs is empty: no person to embed")
-        rows = []
-        for ident in face_refs:
-            if face_analysis is None:
-                rows.append(ident.embedding)
-            else:
-                per_photo = [l2_normalize(face_analysis.recognizer.embed(f.crop112)) for f in ident.faces]
-                rows.append(l2_normalize(np.mean(per_photo, axis=0)))
-        return (IdentityEmbeds(np.stack(rows).astype(np.float32), DEFAULT_EMBEDDING_KIND),)
+        if face_analysis is not None:
+            face_refs = [reembed_identity(ident, face_analysis) for ident in face_refs]
+        return (IdentityEmbeddings.from_identities(face_refs),)

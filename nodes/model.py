@@ -194,12 +194,13 @@ class AnyPhotoApply:
                 f"single blocks; this model has hidden {dm.hidden_size}, {depth} / {singles}"
             )
         count = len(canvas.canvases)
-        if embeds.embeddings.shape[0] != count:
+        if embeds.count != count:
             raise ValueError(
-                f"{count} canvases but {embeds.embeddings.shape[0]} embeddings: feed AnyPhoto Build Location Canvas "
+                f"{count} canvases but {embeds.count} embeddings: feed AnyPhoto Build Location Canvas "
                 "and AnyPhoto ArcFace Embed from the same AnyPhoto Load Face Refs"
             )
-        embeddings = check_identity_embeddings(embeds.embeddings, cfg.embedding_dim)
+        chosen, notices = embeds.for_adapter(cfg)
+        embeddings = check_identity_embeddings(chosen, cfg.embedding_dim)
         bar = host.progress_bar(3)
         tokens = encode_canvas_tokens(
             list(canvas.canvases),

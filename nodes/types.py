@@ -4,25 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from anyphoto_core.canvas import LocationCanvas
 from anyphoto_core.placements import Placement
 
 FACE_REFS = "ANYPHOTO_FACE_REFS"  # list[anyphoto_core.faces.Identity], person order
 CANVAS = "ANYPHOTO_CANVAS"  # CanvasSet
-EMBEDS = "ANYPHOTO_EMBEDS"  # IdentityEmbeds
+EMBEDS = "ANYPHOTO_EMBEDS"  # anyphoto_core.embeddings.IdentityEmbeddings (both kinds + recognizer)
 ADAPTER = "ANYPHOTO_ADAPTER"  # comfy ModelPatcher around anyphoto_core.adapter.AnyPhotoAdapter
 FACE_ANALYSIS = "ANYPHOTO_FACE_ANALYSIS"  # anyphoto_core.faces.FaceAnalyzer
-
-
-@dataclass(frozen=True)
-class IdentityEmbeds:
-    """``embeddings``: ``(N, 512)`` float32, one L2-normalized ArcFace embedding per person
-    (mean of the person's normalized photo embeddings, normalized again); ``kind``: convention name."""
-
-    embeddings: np.ndarray
-    kind: str
 
 
 @dataclass(frozen=True)

@@ -52,8 +52,10 @@ def test_face_refs_embed_and_canvas_nodes(fixture_analyzer, tmp_path, monkeypatc
     assert len(refs) == 2 and len(refs[1].faces) == 2
     assert preview.shape == (1, 256, 3 * 256, 3) and 0 <= preview.min() and preview.max() <= 1
     (embeds,) = PACK.faces.AnyPhotoArcFaceEmbed().embed(refs)
-    np.testing.assert_allclose(embeds.embeddings[0], refs[0].embedding)
-    np.testing.assert_allclose(np.linalg.norm(embeds.embeddings, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(embeds.gallery_mean[0], refs[0].embedding)
+    np.testing.assert_allclose(embeds.reference[1], refs[1].primary.embedding)
+    np.testing.assert_allclose(np.linalg.norm(embeds.gallery_mean, axis=1), 1.0, rtol=1e-5)
+    assert embeds.recognizer == fixture_analyzer.recognizer_name
 
     monkeypatch.setattr(PACK.host, "temp_directory", lambda: str(tmp_path))
     placements = json.dumps(

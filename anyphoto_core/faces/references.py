@@ -9,7 +9,7 @@ location canvas): the ``FaceRef`` with the highest detection score (first one on
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -44,7 +44,8 @@ class FaceRef:
     input); crop: (S, S, 3) uint8 RGB ArcFace-aligned crop (S = crop size, default 512); crop_alpha:
     (S, S) uint8, 255 inside the photo and 0 where the warp fell outside it; crop_landmarks: (5, 2) the
     landmarks in crop pixels (= ``arcface_template(S)``); embedding: (512,) float32 L2-normalized;
-    faces_found: how many faces the detector found in the photo.
+    faces_found: how many faces the detector found in the photo; recognizer: name of the recognizer
+    that made ``embedding`` (``""`` = unknown).
     """
 
     source: str
@@ -57,6 +58,7 @@ class FaceRef:
     crop_landmarks: np.ndarray
     embedding: np.ndarray
     faces_found: int
+    recognizer: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,21 @@ class Identity:
     def primary(self) -> FaceRef:
         """The face pasted on the location canvas: highest detection score (first on ties)."""
         return max(self.faces, key=lambda f: f.score)
+
+    @property
+    def recognizer(self) -> str:
+        """Name of the recognizer of every face's embedding; ``""`` when unknown or mixed."""
+        names = {f.recognizer for f in self.faces}
+        return names.pop() if len(names) == 1 else ""
+
+
+def reembed_identity(identity: Identity, analyzer: FaceAnalyzer) -> Identity:
+    """``identity`` with every face's embedding remade by ``analyzer``'s recognizer (same crops)."""
+    faces = tuple(
+        replace(f, embedding=l2_normalize(analyzer.recognizer.embed(f.crop112)), recognizer=analyzer.recognizer_name)
+        for f in identity.faces
+    )
+    return replace(identity, faces=faces)
 
 
 def face_ref_from_photo(
@@ -135,6 +152,7 @@ def face_ref_from_photo(
         crop_landmarks=crop_landmarks,
         embedding=l2_normalize(analyzer.recognizer.embed(crop112)),
         faces_found=len(detections),
+        recognizer=analyzer.recognizer_name,
     )
 
 

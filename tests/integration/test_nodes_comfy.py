@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from anyphoto_core.canvas import LocationCanvas
+from anyphoto_core.embeddings import IdentityEmbeddings
 from anyphoto_core.placements import Placement
 from integration import comfy_harness
 from integration.anyphoto_pack import load_pack
@@ -45,9 +46,9 @@ def _canvas_set(n):
 
 
 def _embeds(n):
-    IdentityEmbeds = PACK.types.IdentityEmbeds
     e = np.random.default_rng(7).normal(size=(n, 512)).astype(np.float32)
-    return IdentityEmbeds(e / np.linalg.norm(e, axis=1, keepdims=True), "test")
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    return IdentityEmbeddings(e, e)
 
 
 @pytest.fixture(scope="module")

@@ -180,6 +180,7 @@ class TinyRecognizer:
     28x28 downsampled crop to 512 values. Embeddings are deterministic but carry no identity."""
 
     provider = "numpy (built-in random recognizer)"
+    name = "tiny-random"
 
     def __init__(self, seed: int = 5):
         self.weight = np.random.default_rng(seed).standard_normal((28 * 28 * 3, 512)).astype(np.float32)
