@@ -74,15 +74,20 @@ def canvases_to_tensor(canvases: Sequence[LocationCanvas]) -> Tensor:
 
 
 def encode_canvas_tokens(
-    canvases: Sequence[LocationCanvas], encode: EncodeFn, *, rule: str, type_index: float
+    canvases: Sequence[LocationCanvas], encode: EncodeFn, *, rule: str, type_index: float, allow_empty: bool = False
 ) -> list[IdentityTokens]:
     """VAE-encode every canvas (one batched call) and prune each to its face tokens.
 
     ``rule`` (token coverage rule) and ``type_index`` (RoPE axis 0) are the adapter's
-    (``adapter.config.token_rule``, ``adapter.config.type_index``)."""
+    (``adapter.config.token_rule``, ``adapter.config.type_index``). A person whose face keeps no
+    token is an error (:func:`check_canvas_tokens`) unless ``allow_empty`` (training samples,
+    where a face may legitimately be too small)."""
     if not canvases:
         return []
-    keeps = check_canvas_tokens(canvases, rule)
+    if allow_empty:
+        keeps = [token_keep_mask(c.mask, rule) for c in canvases]
+    else:
+        keeps = check_canvas_tokens(canvases, rule)
     latents = encode(canvases_to_tensor(canvases))
     return [prune_canvas_tokens(latents[i : i + 1], keep, type_index) for i, keep in enumerate(keeps)]
 

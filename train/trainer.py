@@ -234,7 +234,7 @@ class Trainer:
         h_tok, w_tok = latent.shape[2] // 2, latent.shape[3] // 2
         recipe = self.adapter.config
         tokens = encode_canvas_tokens(
-            sample.canvases, m.vae.encode, rule=recipe.token_rule, type_index=recipe.type_index
+            sample.canvases, m.vae.encode, rule=recipe.token_rule, type_index=recipe.type_index, allow_empty=True
         )
         txt, y = m.text(sample.caption)
         f32 = dict(device=device, dtype=torch.float32)

@@ -129,6 +129,62 @@ def test_identities_hidden_from_global_queries_reproduce_base(base):
     assert (out[1] - ref[1]).abs().max() > 1e-4
 
 
+def test_node_weights_and_lora_strength_are_exact_and_match_the_core_reference(base):
+    """AnyPhotoApply with identity_weight 0.5, person_weights "2, 1" and lora_strength 0.3: the offsets and the
+    LoRA are scaled exactly, and ComfyUI's own Flux forward through the pack's wrapper equals the core
+    reference FLUX (same weights) fed with independently scaled identity inputs."""
+    import dataclasses
+
+    import comfy.patcher_extension
+
+    from anyphoto_core.flux import flux_from_state_dict
+    from anyphoto_core.tokens import image_token_ids, pack_latent, unpack_tokens
+
+    adapter = _adapter_for(base)
+    core = adapter.model
+    embeds = _embeds(2)
+    patched = PACK.model.AnyPhotoApply().apply(
+        base, adapter, FakeVAE(), _canvas_set(2), embeds, 0.5, "2, 1", 0.3, 0.0, 1.0
+    )["result"][0]
+    inputs = PACK.model.identity_inputs_of(patched)
+    with torch.no_grad():
+        want = core.modulation_offsets(torch.from_numpy(embeds.gallery_mean)).float() * torch.tensor([[1.0], [0.5]])
+        torch.testing.assert_close(inputs.delta, want, rtol=0, atol=0)
+        x_id = torch.randn(3, core.config.hidden_size)
+        path = "double_blocks.0.img_attn.qkv"
+        torch.testing.assert_close(inputs.lora_delta(path, x_id), 0.3 * core.lora_delta(path, x_id), rtol=0, atol=0)
+
+    dm = base.model.diffusion_model
+    wrappers = patched.get_all_wrappers(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 16, H // 8, W // 8, generator=g)
+    ctx = torch.randn(1, 7, dm.params.context_in_dim, generator=g).expand(2, -1, -1)
+    y = torch.randn(1, dm.params.vec_in_dim, generator=g).expand(2, -1)
+    t, guidance = torch.tensor([0.6, 0.6]), torch.tensor([3.5, 3.5])
+    options = {
+        "cond_or_uncond": [1, 0],
+        "sigmas": t,
+        "wrappers": {comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL: {"anyphoto": wrappers}},
+    }
+    reference_model = flux_from_state_dict(dict(dm.state_dict()), dtype=torch.float32)
+    independent = dataclasses.replace(inputs, delta=want, lora_delta=core.lora_function(0.3))
+    h_tok, w_tok = H // 16, W // 16
+    with torch.no_grad():
+        out = dm(x, t, ctx, y=y, guidance=guidance, transformer_options=options)
+        ref = reference_model.forward_anyphoto(
+            pack_latent(x),
+            image_token_ids(h_tok, w_tok)[None].expand(2, -1, -1),
+            ctx,
+            torch.zeros(2, ctx.shape[1], 3),
+            t,
+            y,
+            guidance,
+            independent,
+            global_sees_identities=torch.tensor([False, True]),
+        )
+    torch.testing.assert_close(out, unpack_tokens(ref, h_tok, w_tok), rtol=1e-4, atol=1e-4)
+
+
 def test_latent_size_mismatch_is_a_clear_error(base):
     patched = _apply(base, 1)
     pos = comfy_harness.random_conditioning(patched, 1)
