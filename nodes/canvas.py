@@ -7,7 +7,6 @@ import uuid
 
 from PIL import Image
 
-from anyphoto_core.app.previews import resize_square
 from anyphoto_core.canvas import FacePatch
 from anyphoto_core.conditioning import build_canvases
 from anyphoto_core.faces import placements_from_layout_photo
@@ -120,6 +119,8 @@ class AnyPhotoBuildLocationCanvas:
 def save_thumbnails(face_refs, folder: str) -> list[dict]:
     """One PNG face thumbnail per person in ``folder`` (ComfyUI's temp dir), in person order, as
     ``{"filename", "subfolder", "type": "temp"}`` entries for the location editor."""
+    from anyphoto_core.app.previews import resize_square  # app code, imported when thumbnails are written
+
     os.makedirs(folder, exist_ok=True)
     run = uuid.uuid4().hex[:10]
     out = []

@@ -6,8 +6,6 @@ import json
 
 import numpy as np
 
-from anyphoto_core.evaluation.analyzer import AlignedFaceAnalyzer
-from anyphoto_core.evaluation.single_image import annotate_evaluation, evaluate_image, evaluation_json, scale_boxes
 from anyphoto_core.faces.alignment import arcface_crop
 
 from . import host
@@ -63,6 +61,15 @@ class AnyPhotoEvaluate:
     CATEGORY = "AnyPhoto/evaluation"
 
     def evaluate(self, images, face_refs, canvas, face_analysis, match_threshold, iou_threshold):
+        # evaluation code is imported only when this node runs (the pack stays free of it otherwise)
+        from anyphoto_core.evaluation.analyzer import AlignedFaceAnalyzer
+        from anyphoto_core.evaluation.single_image import (
+            annotate_evaluation,
+            evaluate_image,
+            evaluation_json,
+            scale_boxes,
+        )
+
         if len(face_refs) != len(canvas.placements):
             raise ValueError(
                 f"{len(face_refs)} people in face_refs but {len(canvas.placements)} boxes in canvas: "

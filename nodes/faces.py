@@ -8,7 +8,6 @@ import os
 
 import numpy as np
 
-from anyphoto_core.app.previews import face_strip
 from anyphoto_core.embeddings import IdentityEmbeddings
 from anyphoto_core.faces import CHOICE_RULES, FaceModelError, build_identity, load_face_analyzer
 from anyphoto_core.faces.references import Identity, reembed_identity
@@ -263,6 +262,8 @@ def photos_fingerprint(photos: str, input_dir: str) -> str:
 def refs_preview(identities: list[Identity]) -> np.ndarray:
     """All aligned faces, person by person, landmarks in the person's colour."""
     faces = [(k, f) for k, ident in enumerate(identities) for f in ident.faces]
+    from anyphoto_core.app.previews import face_strip  # preview drawing (app code), imported when a preview is made
+
     return face_strip([f.crop for _, f in faces], [f.crop_landmarks for _, f in faces], [k for k, _ in faces])
 
 
