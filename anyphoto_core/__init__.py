@@ -6,9 +6,9 @@ Modules (each with one job): ``geometry`` (ArcFace template, similarity fits, bo
 inputs), ``identity`` (``IdentityInputs``, the one type for a forward's identity inputs),
 ``embeddings`` (the adapter's embedding kind, recognizer check), ``adapter`` (projector +
 identity-only LoRA, file format and recipe), ``attention`` (identity-isolated attention),
-``blocks`` (AnyPhoto block forwards over FLUX modules), ``flux`` (reference FLUX.1 transformer), ``sampling`` (FLUX.1-dev schedule, Euler,
-identity guidance), ``faces`` (detection, alignment, ArcFace embeddings), ``notices`` and
-``validation`` (user-facing warnings and input checks).
+``blocks`` (AnyPhoto block forwards over FLUX modules), ``flux`` (reference FLUX.1 transformer),
+``sampling`` (FLUX.1-dev schedule, Euler, identity guidance), ``faces`` (detection, alignment,
+ArcFace embeddings), ``notices`` and ``validation`` (user-facing warnings and input checks).
 
 Applications built on the method, which the method never imports: ``app`` (standalone pipeline,
 CLI, previews, model loaders), ``evaluation`` (metrics and reports), ``headless`` (ComfyUI server
