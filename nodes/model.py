@@ -199,7 +199,8 @@ class AnyPhotoApply:
                 f"{count} canvases but {embeds.count} embeddings: feed AnyPhoto Build Location Canvas "
                 "and AnyPhoto ArcFace Embed from the same AnyPhoto Load Face Refs"
             )
-        chosen, notices = embeds.for_adapter(cfg)
+        chosen, recipe_notices = embeds.for_adapter(cfg)
+        notices = [*notices, *recipe_notices]
         embeddings = check_identity_embeddings(chosen, cfg.embedding_dim)
         bar = host.progress_bar(3)
         tokens = encode_canvas_tokens(

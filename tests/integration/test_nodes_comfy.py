@@ -252,13 +252,13 @@ def test_start_equal_to_end_is_a_visible_warning(base):
 
 
 def _split(n):
-    """``_canvas_set(n)`` / ``_embeds(n)`` as one single-person CanvasSet and IdentityEmbeds per person."""
-    CanvasSet, IdentityEmbeds = PACK.types.CanvasSet, PACK.types.IdentityEmbeds
+    """``_canvas_set(n)`` / ``_embeds(n)`` as one single-person CanvasSet and IdentityEmbeddings per person."""
+    CanvasSet = PACK.types.CanvasSet
     canvases, embeds = _canvas_set(n), _embeds(n)
     return [
         (
             CanvasSet((canvases.canvases[k],), (canvases.placements[k],), canvases.size),
-            IdentityEmbeds(embeds.embeddings[k : k + 1], embeds.kind),
+            IdentityEmbeddings(embeds.gallery_mean[k : k + 1], embeds.reference[k : k + 1], embeds.recognizer),
         )
         for k in range(n)
     ]
