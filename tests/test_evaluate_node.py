@@ -33,8 +33,8 @@ def scene():
 def refs_a_c(fixture_analyzer, scene):
     """Person 1 = face A, person 2 = face C (left_to_right indices 0 and 2)."""
     load = PACK.faces.AnyPhotoLoadFaceRefs().load
-    (a,), _ = load(fixture_analyzer, "left_to_right", 0, "error", "", person_1=scene)
-    (c,), _ = load(fixture_analyzer, "left_to_right", 2, "error", "", person_1=scene)
+    (a,), _ = load(fixture_analyzer, "left_to_right", "0", "error", "", person_1=scene)["result"]
+    (c,), _ = load(fixture_analyzer, "left_to_right", "2", "error", "", person_1=scene)["result"]
     return [a, c]
 
 
