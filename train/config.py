@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+#: ``data.embedding`` choices, named like the adapter metadata's ``embedding_kind``.
+EMBEDDING_KINDS = ("reference", "gallery_mean")
 from anyphoto_core.tokens import COVERAGE_RULES
 
 
@@ -30,6 +32,7 @@ class DataConfig:
     replace_max: float = 0.5  # reference-face replacement probability at the end of the curriculum
     replace_milestones: list[int] = field(default_factory=lambda: [10_000, 20_000, 40_000])
     replace_schedule: str = "piecewise"  # "piecewise" (constant steps) or "linear" (interpolated)
+    embedding: str = "reference"  # "reference": e_i = ArcFace(pasted face) (paper eq. 15); "gallery_mean"
     id_dropout: float = 0.15  # per identity: canvas tokens and embedding zeroed
     degradations: dict[str, float] = field(default_factory=dict)  # name -> probability (overrides defaults)
     token_rule: str = "majority"
@@ -192,6 +195,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ),
     ("data.replace_schedule", lambda v: v in ("piecewise", "linear"), "'piecewise' or 'linear'"),
     ("data.id_dropout", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    ("data.embedding", lambda v: v in EMBEDDING_KINDS, f"one of {EMBEDDING_KINDS}"),
     ("data.degradations", lambda v: all(0.0 <= p <= 1.0 for p in v.values()), "probabilities in [0, 1]"),
     ("data.token_rule", lambda v: v in COVERAGE_RULES, f"one of {COVERAGE_RULES}"),
     ("data.caption_dropout", lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]"),

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from anyphoto_core.canvas import FacePatch, LocationCanvas, build_location_canvas
-from anyphoto_core.faces import aligned_crop_with_alpha, load_photo
+from anyphoto_core.faces import aligned_crop_with_alpha, arcface_crop, load_photo
 from anyphoto_core.geometry import arcface_template
 
 from .config import DataConfig
@@ -58,7 +58,11 @@ def replacement_probability(step: int, milestones, p_max: float = 0.5, schedule:
 class TrainingSample:
     """``image`` (R, R, 3) uint8; ``landmarks`` (N, 5, 2) pixels of ``image``; ``canvases`` N location
     canvases (R x R); ``embeddings`` (N, 512) float32 identity embeddings (zero where dropped);
-    ``reference`` (N, 512) float32 identity embeddings (never zeroed; face-loss targets);
+    ``reference`` (N, 512) float32 identity embeddings (never zeroed; face-loss targets); both are the
+    gallery means, used with ``data.embedding: gallery_mean``; ``faces`` (N, 112, 112, 3) uint8: the
+    recognizer input (ArcFace ``norm_crop``) of the face actually pasted on each canvas (the target face,
+    or its replacement), before degradation: with ``data.embedding: reference`` (the paper's eq. 15, the
+    default) the trainer embeds these;
     ``keep`` (N,) bool, False = identity dropped; ``replaced`` (N,) bool; ``identities`` names."""
 
     image: np.ndarray
@@ -67,6 +71,7 @@ class TrainingSample:
     canvases: tuple[LocationCanvas, ...]
     embeddings: np.ndarray
     reference: np.ndarray
+    faces: np.ndarray
     keep: np.ndarray
     replaced: np.ndarray
     identities: tuple[str, ...]
@@ -128,16 +133,18 @@ class SampleBuilder:
         record = self.manifest.images[self.index_at(position)]
         photo = self._load_photo(record.image)
         p_replace = replacement_probability(step, cfg.replace_milestones, cfg.replace_max, cfg.replace_schedule)
-        patches, replaced = [], []
+        patches, replaced, faces = [], [], []
         for face in record.faces:
             if augment and rng.random() < p_replace:
                 gallery = self.manifest.galleries[face.identity]
                 ref = gallery[int(rng.integers(len(gallery)))]
-                patches.append(self._patch(self._load_photo(ref.image), ref.landmarks))
+                source, landmarks = self._load_photo(ref.image), ref.landmarks
                 replaced.append(True)
             else:
-                patches.append(self._patch(photo, face.landmarks))
+                source, landmarks = photo, face.landmarks
                 replaced.append(False)
+            patches.append(self._patch(source, landmarks))
+            faces.append(arcface_crop(source, landmarks))
         boxes = np.stack(
             [
                 np.concatenate([np.minimum(f.box[:2], f.landmarks.min(0)), np.maximum(f.box[2:], f.landmarks.max(0))])
@@ -177,6 +184,7 @@ class SampleBuilder:
             canvases=tuple(canvases),
             embeddings=reference * keep[:, None],
             reference=reference,
+            faces=np.stack(faces),
             keep=keep,
             replaced=np.asarray(replaced),
             identities=tuple(f.identity for f in record.faces),

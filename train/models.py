@@ -43,7 +43,7 @@ def decode_with_grad(vae: FluxVAE, latents: Tensor) -> Tensor:
 @dataclass
 class FrozenModels:
     """``flux`` frozen transformer; ``vae`` :class:`FluxVAE`; ``text`` caption -> ``(txt, y)``;
-    ``recognizer`` differentiable ArcFace (None when no face loss is trained)."""
+    ``recognizer`` differentiable ArcFace (None when neither the face loss nor reference embeddings need it)."""
 
     flux: Flux
     vae: FluxVAE
@@ -87,8 +87,9 @@ def build_models(config: ModelConfig, device="cpu", dtype=torch.float32, need_re
     if need_recognizer:
         if not config.recognizer:
             raise FileNotFoundError(
-                "the face loss needs model.recognizer (ArcFace ONNX, e.g. "
-                "antelopev2/glintr100.onnx); or set loss.face_weight=0 and loss.nce_weight=0"
+                "the face loss and data.embedding=reference need model.recognizer (ArcFace ONNX, e.g. "
+                "antelopev2/glintr100.onnx); or set loss.face_weight=0, loss.nce_weight=0 and "
+                "data.embedding=gallery_mean"
             )
         recognizer = TorchArcFace(config.recognizer).to(device)
     flux.requires_grad_(False).eval()

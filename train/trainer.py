@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from anyphoto_core.adapter import AdapterConfig, AnyPhotoAdapter
@@ -46,6 +47,10 @@ from .stream import StreamLayout, sample_loader
 from .text_cache import check_captions
 
 log = logging.getLogger(__name__)
+
+
+#: Loss terms :class:`AnyPhotoObjective` can return, in a fixed order (they are all-reduced as one vector).
+LOSS_TERMS = ("loss", "flow", "face", "nce")
 
 
 class TrainingDivergedError(RuntimeError):
@@ -186,8 +191,8 @@ class Trainer:
         self.accelerator = accelerator
         device = accelerator.device
         frozen_dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float32
-        need_face = config.loss.face_weight > 0 or config.loss.nce_weight > 0
-        self.models = models or build_models(config.model, device, frozen_dtype, need_recognizer=need_face)
+        need_recognizer = config.loss.face_weight > 0 or config.loss.nce_weight > 0 or config.data.embedding == "reference"
+        self.models = models or build_models(config.model, device, frozen_dtype, need_recognizer=need_recognizer)
         self.manifest = manifest or read_manifest(config.data.manifest)
         check_captions(self.manifest, config.data, self.models.text)
         self.data = SampleBuilder(self.manifest, config.data, seed=rc.seed)
@@ -238,15 +243,20 @@ class Trainer:
         )
         txt, y = m.text(sample.caption)
         f32 = dict(device=device, dtype=torch.float32)
+        reference = torch.from_numpy(sample.reference).to(**f32)
+        if self.config.data.embedding == "reference":  # e_i = ArcFace(F_i) of the pasted face (paper eq. 15)
+            faces = torch.from_numpy(sample.faces).permute(0, 3, 1, 2).to(**f32) / 255
+            reference = F.normalize(m.recognizer(faces).float(), dim=-1)
+        keep = torch.from_numpy(sample.keep).to(device)
         return PreparedSample(
             x0=pack_latent(latent).to(**f32),
             img_ids=image_token_ids(h_tok, w_tok, device=device)[None],
             txt=txt.to(**f32),
             y=y.to(**f32),
             tokens=tokens,
-            keep=torch.from_numpy(sample.keep).to(device),
-            embeddings=torch.from_numpy(sample.embeddings).to(**f32),
-            reference=torch.from_numpy(sample.reference).to(**f32),
+            keep=keep,
+            embeddings=reference * keep[:, None],
+            reference=reference,
             landmarks=torch.from_numpy(sample.landmarks).to(**f32),
             grid=(h_tok, w_tok),
         )
@@ -260,9 +270,10 @@ class Trainer:
 
     # ---- loop ---------------------------------------------------------------------------------
     def train_step(self, samples: Iterator[TrainingSample] | None = None) -> dict[str, float]:
-        """One optimizer step; returns the mean loss terms over its micro-batches (this process). ``samples``:
-        this step's samples in micro-batch order (the prefetching loader of :meth:`fit`); None = build them here."""
-        totals: dict[str, float] = {}
+        """One optimizer step; returns each loss term's mean over the micro-batches of all processes that have
+        it (:meth:`reduce_terms`). ``samples``: this step's samples in micro-batch order (the prefetching loader
+        of :meth:`fit`); None = build them here."""
+        sums, counts = (torch.zeros(len(LOSS_TERMS), dtype=torch.float64) for _ in range(2))
         self.objective.train()
         for micro in range(self.micro_per_step):
             pos = self.position(self.step, micro)
@@ -289,9 +300,19 @@ class Trainer:
                     self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
             for k, v in out.items():
-                totals[k] = totals.get(k, 0.0) + float(v.detach()) / self.micro_per_step
+                sums[LOSS_TERMS.index(k)] += float(v.detach())
+                counts[LOSS_TERMS.index(k)] += 1
         self.step += 1
-        return totals
+        return self.reduce_terms(sums, counts)
+
+    def reduce_terms(self, sums: Tensor, counts: Tensor) -> dict[str, float]:
+        """All-reduce per-term sums and counts ``(len(LOSS_TERMS),)`` over the processes (one small
+        all-reduce per step) and return ``{term: sum / count}`` for the terms some micro-batch had: a step
+        whose faces were all dropped contributes no face term instead of a 0."""
+        both = torch.cat([sums.double(), counts.double()]).to(self.accelerator.device)
+        both = self.accelerator.reduce(both, reduction="sum").cpu()
+        total, seen = both[: len(LOSS_TERMS)], both[len(LOSS_TERMS) :]
+        return {k: float(total[i] / seen[i]) for i, k in enumerate(LOSS_TERMS) if seen[i] > 0}
 
     def fit(self, steps: int | None = None) -> list[dict[str, float]]:
         """Train until ``steps`` (default ``run.steps``) optimizer steps are done; returns the logged terms."""
@@ -322,7 +343,7 @@ class Trainer:
             terms["lr"] = self.scheduler.get_last_lr()[0]
             history.append(terms)
             bar.update(1)
-            bar.set_postfix({k: f"{v:.4f}" for k, v in terms.items() if k in ("loss", "flow", "face", "nce")})
+            bar.set_postfix({k: f"{v:.4f}" for k, v in terms.items() if k in LOSS_TERMS})
             if acc.is_main_process and self.step % max(rc.log_every, 1) == 0:
                 self._log(terms)
             if rc.checkpoint_every and self.step % rc.checkpoint_every == 0:

@@ -1,7 +1,9 @@
 """Worker for ``test_two_cpu_processes_agree``: ``accelerate launch --num_processes 2 --cpu ddp_worker.py OUT
 OVERRIDES...`` trains the tiny config and writes this rank's adapter tensors to ``OUT/rank<i>.safetensors``
-and the initial ones to ``OUT/initial.safetensors`` (rank 0)."""
+and the initial ones to ``OUT/initial.safetensors`` (rank 0), and its logged terms per step to
+``OUT/history<i>.json``."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -22,7 +24,8 @@ def main(out: str, config: str, *overrides: str) -> None:
     rank, out = trainer.accelerator.process_index, Path(out)
     if rank == 0:
         save_file(_tensors(trainer), str(out / "initial.safetensors"))
-    trainer.fit()
+    history = trainer.fit()
+    (out / f"history{rank}.json").write_text(json.dumps(history))
     save_file(
         _tensors(trainer),
         str(out / f"rank{rank}.safetensors"),

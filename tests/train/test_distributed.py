@@ -1,7 +1,9 @@
 """Two CPU processes through ``accelerate launch`` (DDP, gloo): they train a few steps and agree on parameters,
 also when one rank's sample has no identity token at all."""
 
+import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,36 +17,53 @@ from anyphoto_core.conditioning import encode_canvas_tokens
 from train.config import load_config
 from train.dataset import SampleBuilder
 from train.manifest import FaceAnnotation, ImageRecord, Manifest, read_manifest, write_manifest
+from train.trainer import LOSS_TERMS
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def launch(out: Path, config: str, overrides: list[str], timeout: int = 240) -> subprocess.CompletedProcess:
-    """Run ``ddp_worker.py`` in 2 CPU processes (torchrun through accelerate, gloo); fail the test on error."""
-    cmd = [
+ACCELERATE_CONFIGS = REPO / "train" / "configs" / "accelerate"
+
+
+def launcher(out: Path, config: str, overrides: list[str], *launcher_args: str) -> list[str]:
+    """``accelerate launch`` of ``ddp_worker.py`` on CPU (torchrun underneath, gloo)."""
+    return [
         sys.executable,
         "-m",
         "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
+        *launcher_args,
         "--mixed_precision",
         "no",
         "--dynamo_backend",
         "no",
-        "--main_process_port",
-        "0",
         str(Path(__file__).with_name("ddp_worker.py")),
         str(out),
         config,
         *overrides,
     ]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]), OMP_NUM_THREADS="1")
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]), OMP_NUM_THREADS="1")
+
+
+def launch(out: Path, config: str, overrides: list[str], timeout: int = 480) -> subprocess.CompletedProcess:
+    """Run ``ddp_worker.py`` in 2 CPU processes on one machine; fail the test on error."""
+    cmd = launcher(
+        out, config, overrides, "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_port", "0"
+    )
+    proc = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
+
+
+def assert_ranks_log_the_same_terms(out: Path) -> list[dict]:
+    """Both ranks log the all-reduced terms (their samples differ, so unreduced terms would differ)."""
+    histories = [json.loads((out / f"history{i}.json").read_text()) for i in range(2)]
+    for step0, step1 in zip(*histories, strict=True):
+        terms = {k for k in step0 if k in LOSS_TERMS}
+        assert "loss" in terms and terms == {k for k in step1 if k in LOSS_TERMS}
+        assert all(step0[k] == step1[k] for k in terms), (step0, step1)
+    return histories[0]
 
 
 def assert_ranks_agree_and_moved(out: Path) -> None:
@@ -60,6 +79,7 @@ def test_two_cpu_processes_agree(tiny_cli_args, tmp_path):
     config, overrides = tiny_cli_args
     proc = launch(tmp_path, config, [*overrides, "run.steps=3", "optim.lr=1e-2"])
     assert_ranks_agree_and_moved(tmp_path)
+    assert_ranks_log_the_same_terms(tmp_path)
     with safe_open(str(tmp_path / "rank1.safetensors"), "pt") as f:
         meta = f.metadata()
     assert meta == {"world": "2", "global_batch": "2"}
@@ -98,5 +118,41 @@ def test_sample_without_identity_tokens_does_not_stop_ddp(tiny_cli_args, tiny_ma
         )
         counts[len(sample.identities)] = sum(t.count for t in tokens)
     assert counts[1] == 0 and counts[2] > 0, counts
-    launch(tmp_path, config, [*overrides, *extra, "run.steps=4", "optim.lr=1e-2"])
+    launch(tmp_path, config, [*overrides, *extra, "run.steps=3", "optim.lr=1e-2"])
     assert_ranks_agree_and_moved(tmp_path)
+    assert_ranks_log_the_same_terms(tmp_path)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_multi_node_config_with_two_machines_of_one_process(tiny_cli_args, tmp_path):
+    """``train/configs/accelerate/multi_node.yaml`` as two "machines" of one CPU process each on localhost
+    (machine ranks 0 and 1, static rendezvous at 127.0.0.1): they train together and agree."""
+    config, overrides = tiny_cli_args
+    port = str(free_port())
+    procs = [
+        subprocess.Popen(
+            launcher(
+                tmp_path,
+                config,
+                [*overrides, "run.steps=2", "optim.lr=1e-2"],
+                *("--config_file", str(ACCELERATE_CONFIGS / "multi_node.yaml")),
+                *("--num_machines", "2", "--num_processes", "2", "--machine_rank", str(rank)),
+                *("--main_process_ip", "127.0.0.1", "--main_process_port", port),
+            ),
+            cwd=REPO,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    logs = [p.communicate(timeout=480)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    assert_ranks_agree_and_moved(tmp_path)
+    assert_ranks_log_the_same_terms(tmp_path)

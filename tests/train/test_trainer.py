@@ -171,3 +171,13 @@ def test_exported_adapter_loads_in_core_and_changes_output(tiny_config, frozen_m
         untrained = patched(type(adapter)(adapter.config))  # LoRA B and projector output are zero
     assert (trained - stock).abs().max() > 1e-4
     assert (trained - untrained).abs().max() > 1e-4  # the trained weights matter beyond the canvas tokens
+
+
+def test_steps_without_face_loss_log_no_face_term(tiny_config, frozen_models):
+    """Every identity dropped (id_dropout 0.99): no step has a face loss, so none logs a face term (not 0);
+    with no dropout every step logs one."""
+    dropped = Trainer(tiny_config("run.steps=2", "data.id_dropout=0.99"), models=frozen_models).fit()
+    assert all("face" not in h and "loss" in h for h in dropped), dropped
+    tr = Trainer(tiny_config("run.steps=1", "data.id_dropout=0.0"), models=frozen_models)
+    kept = tr.fit()
+    assert all(h["face"] > 0 for h in kept), kept
