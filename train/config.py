@@ -14,9 +14,10 @@ from typing import Any
 
 import yaml
 
+from anyphoto_core.tokens import COVERAGE_RULES
+
 #: ``data.embedding`` choices, named like the adapter metadata's ``embedding_kind``.
 EMBEDDING_KINDS = ("reference", "gallery_mean")
-from anyphoto_core.tokens import COVERAGE_RULES
 
 
 class ConfigError(ValueError):

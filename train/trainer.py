@@ -191,7 +191,9 @@ class Trainer:
         self.accelerator = accelerator
         device = accelerator.device
         frozen_dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float32
-        need_recognizer = config.loss.face_weight > 0 or config.loss.nce_weight > 0 or config.data.embedding == "reference"
+        need_recognizer = (
+            config.loss.face_weight > 0 or config.loss.nce_weight > 0 or config.data.embedding == "reference"
+        )
         self.models = models or build_models(config.model, device, frozen_dtype, need_recognizer=need_recognizer)
         self.manifest = manifest or read_manifest(config.data.manifest)
         check_captions(self.manifest, config.data, self.models.text)
