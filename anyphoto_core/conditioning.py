@@ -16,6 +16,7 @@ The coverage rule and type index come from the adapter (``adapter.config``), nev
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -106,3 +107,23 @@ def identity_inputs(
     """
     deltas = adapter.modulation_offsets(embeddings).float()
     return IdentityInputs.from_tokens(tokens, deltas, weights, adapter.lora_function(lora_strength))
+
+
+#: What identity guidance's second pass runs: ``"trained"`` = the null condition identity dropout trains
+#: (:func:`null_identity_inputs`); ``"none"`` = no identities at all (stock FLUX).
+IDENTITY_NULLS = ("trained", "none")
+
+
+def null_identity_inputs(adapter: AnyPhotoAdapter, inputs: IdentityInputs) -> IdentityInputs:
+    """The null condition training's identity dropout teaches (paper: 15 %, "setting both the location
+    tokens and the ArcFace embeddings to zero"): every identity of ``inputs`` keeps its token positions
+    and ids, its token values are 0 and its embedding is 0, so ``delta_i = MLP(0)`` (no identity weight:
+    dropout never scaled it); the LoRA function is unchanged. The unconditional pass of identity guidance."""
+    zeros = torch.zeros(len(inputs.lengths), adapter.config.embedding_dim)
+    with torch.no_grad():
+        null_delta = adapter.modulation_offsets(zeros).float()
+    return dataclasses.replace(
+        inputs,
+        tokens=torch.zeros_like(inputs.tokens),
+        delta=null_delta.to(device=inputs.delta.device, dtype=inputs.delta.dtype),
+    )

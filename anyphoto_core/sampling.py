@@ -6,8 +6,10 @@ count (0.5 at 256 tokens, 1.15 at 4096). The model predicts the velocity ``v = n
 ``x_{t_next} = x_t + (t_next - t) * v``.
 
 Identity guidance (optional, ``id_guidance > 1``): ``v = v_noid + s * (v_id - v_noid)`` where
-``v_noid`` is a second pass with the identities dropped, the way AnyPhoto's 15% identity dropout
-is meant to be used. ``s = 1`` is the paper's setting (one pass).
+``v_noid`` is a second pass with the identities dropped the way AnyPhoto's 15% identity dropout
+trains it (by default the hosts pass the trained null of
+:func:`anyphoto_core.conditioning.null_identity_inputs`: zero tokens at the same positions, zero
+embeddings; or, as an option, no identities at all). ``s = 1`` is the paper's setting (one pass).
 """
 
 from __future__ import annotations

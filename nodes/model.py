@@ -9,7 +9,7 @@ from dataclasses import replace
 import torch
 
 from anyphoto_core.adapter import AdapterError, load_adapter
-from anyphoto_core.conditioning import encode_canvas_tokens, identity_inputs
+from anyphoto_core.conditioning import encode_canvas_tokens, identity_inputs, null_identity_inputs
 from anyphoto_core.identity import IdentityInputs
 from anyphoto_core.tokens import PIXELS_PER_TOKEN
 from anyphoto_core.validation import check_identity_embeddings, check_identity_weights, identity_window
@@ -217,7 +217,9 @@ class AnyPhotoApply:
                 torch.from_numpy(embeddings),
                 parse_weights(person_weights, count, identity_weight),
                 lora_strength,
-            ).to("cpu")
+            )
+        null_inputs = null_identity_inputs(core, inputs).to("cpu")
+        inputs = inputs.to("cpu")
         bar.update(1)
         ms = model.get_model_object("model_sampling")
         window = SigmaWindow(float(ms.percent_to_sigma(start_percent)), float(ms.percent_to_sigma(end_percent)))
@@ -230,7 +232,7 @@ class AnyPhotoApply:
         patched.add_wrapper_with_key(
             comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL,
             WRAPPER_KEY,
-            AnyPhotoWrapper(inputs, window, comfy_attention, chain_key),
+            AnyPhotoWrapper(inputs, window, comfy_attention, chain_key, null_inputs),
         )
         patched.set_additional_models(WRAPPER_KEY, [adapter])
         bar.update(1)

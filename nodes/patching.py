@@ -32,6 +32,9 @@ from anyphoto_core.identity import IdentityInputs
 WRAPPER_KEY = "anyphoto"
 #: ``transformer_options`` flag that drops the identities for one call (identity guidance's second pass).
 DISABLE_FLAG = "anyphoto_identities_off"
+#: ``transformer_options`` flag that runs one call with the trained null identities (identity guidance's
+#: second pass; :func:`anyphoto_core.conditioning.null_identity_inputs`).
+NULL_FLAG = "anyphoto_identities_null"
 #: ``transformer_options`` flag for the paper's "all visible" ablation (no identity isolation).
 ALL_VISIBLE_FLAG = "anyphoto_all_visible"
 #: Submodules the core block forwards call on a FLUX double / single block.
@@ -207,7 +210,8 @@ class AnyPhotoWrapper:
     FLUX module. ``inputs``: the core identity inputs AnyPhotoApply built (on the CPU; moved per call
     by the core's methods); ``attention(transformer_options)`` returns the attention kernel for the call.
 
-    A call outside ``window``, with :data:`DISABLE_FLAG`, or without identity tokens runs unpatched."""
+    A call outside ``window``, with :data:`DISABLE_FLAG`, or without identity tokens runs unpatched; a call
+    with :data:`NULL_FLAG` runs with ``null_inputs`` (the trained null, for identity guidance)."""
 
     TRANSFORMER_OPTIONS_POSITION = 7
 
@@ -217,9 +221,11 @@ class AnyPhotoWrapper:
         window: SigmaWindow = SigmaWindow(),
         attention: AttentionFactory = lambda options: sdpa_attention,
         chain_key: tuple = (),
+        null_inputs: IdentityInputs | None = None,
     ):
         self.inputs, self.window, self.attention = inputs, window, attention
         self.chain_key = chain_key  # what a chained AnyPhoto Apply must share to join these identities
+        self.null_inputs = null_inputs
 
     def __call__(self, executor, *args, **kwargs):
         args = list(args)
@@ -238,13 +244,18 @@ class AnyPhotoWrapper:
             or not self.window.contains(current_sigma(options))
         ):
             return executor(*args, **kwargs)
+        inputs = self.inputs
+        if options.get(NULL_FLAG, False):
+            if self.null_inputs is None:
+                raise ValueError("this AnyPhoto model has no null identity inputs; apply it again with AnyPhotoApply")
+            inputs = self.null_inputs
         context = functools.partial(
-            self.inputs.context,
+            inputs.context,
             attn_fn=self.attention(options),
             isolate=not options.get(ALL_VISIBLE_FLAG, False),
             global_sees_identities=row_flags(options.get("cond_or_uncond"), x.shape[0], x.device),
         )
-        new_options = patched_options(options, self.inputs, context, executor.class_obj)
+        new_options = patched_options(options, inputs, context, executor.class_obj)
         if "transformer_options" in kwargs or len(args) <= pos:
             kwargs["transformer_options"] = new_options
         else:

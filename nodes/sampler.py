@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .model import identity_inputs_of
-from .patching import ALL_VISIBLE_FLAG, DISABLE_FLAG
+from .patching import ALL_VISIBLE_FLAG, DISABLE_FLAG, NULL_FLAG
 
 
 def with_flags(model_options: dict, **flags) -> dict:
@@ -20,8 +20,14 @@ def combine(v_noid: torch.Tensor, v_id: torch.Tensor, scale: float) -> torch.Ten
     return v_noid + scale * (v_id - v_noid)
 
 
-def make_guider(model, identity_guidance: float, isolation: bool):
+#: identity_null widget choice -> the flag of the second pass (trained null, or no identities at all)
+NULL_PASS_FLAGS = {"trained null": NULL_FLAG, "no identities": DISABLE_FLAG}
+
+
+def make_guider(model, identity_guidance: float, isolation: bool, identity_null: str = "trained null"):
     import comfy.samplers
+
+    second_pass = NULL_PASS_FLAGS[identity_null]
 
     class AnyPhotoGuider(comfy.samplers.CFGGuider):
         """CFGGuider whose prediction adds an identity-dropped pass when identity_guidance != 1."""
@@ -32,7 +38,7 @@ def make_guider(model, identity_guidance: float, isolation: bool):
             if identity_guidance == 1.0:
                 return with_id
             without = super().predict_noise(
-                x, timestep, model_options=with_flags(opts, **{DISABLE_FLAG: True}), seed=seed
+                x, timestep, model_options=with_flags(opts, **{second_pass: True}), seed=seed
             )
             return combine(without, with_id, identity_guidance)
 
@@ -42,7 +48,8 @@ def make_guider(model, identity_guidance: float, isolation: bool):
 class AnyPhotoIdentityIsolatedSampler:
     DESCRIPTION = (
         "Samples a patched AnyPhoto MODEL. FLUX.1-dev: cfg 1 and FluxGuidance on the prompt. Identity "
-        "guidance > 1 adds a pass without identities: v_noid + s * (v_id - v_noid)."
+        "guidance > 1 adds a pass with the identities dropped (by default the trained null: zero tokens and "
+        "embeddings, as in training's identity dropout): v_noid + s * (v_id - v_noid)."
     )
 
     @classmethod
@@ -103,7 +110,17 @@ class AnyPhotoIdentityIsolatedSampler:
                         "tooltip": "identity-isolated attention; off = the paper's 'all visible' ablation",
                     },
                 ),
-            }
+            },
+            "optional": {
+                "identity_null": (
+                    list(NULL_PASS_FLAGS),
+                    {
+                        "default": "trained null",
+                        "tooltip": "identity guidance's second pass: the null that training's identity dropout "
+                        "learned (zero tokens and embeddings), or no identities at all",
+                    },
+                ),
+            },
         }
 
     RETURN_TYPES = ("LATENT",)
@@ -124,6 +141,7 @@ class AnyPhotoIdentityIsolatedSampler:
         denoise,
         identity_guidance,
         isolation,
+        identity_null="trained null",
     ):
         import comfy.model_management
         import comfy.sample
@@ -140,7 +158,7 @@ class AnyPhotoIdentityIsolatedSampler:
         sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, total)
         sigmas = sigmas[-(steps + 1) :].cpu()
         noise = comfy.sample.prepare_noise(latent, seed, latent_image.get("batch_index"))
-        guider = make_guider(model, identity_guidance, isolation)
+        guider = make_guider(model, identity_guidance, isolation, identity_null)
         guider.set_conds(positive, negative)
         guider.set_cfg(cfg)
         callback = latent_preview.prepare_callback(model, steps)

@@ -10,6 +10,7 @@ import torch
 from fixtures.face_models import render_scene
 from integration.anyphoto_pack import load_pack
 
+from anyphoto_core.conditioning import null_identity_inputs
 from anyphoto_core.identity import IdentityInputs
 from anyphoto_core.tokens import image_token_ids
 from tests.tiny import TINY, tiny_adapter, tiny_flux
@@ -191,3 +192,21 @@ def test_identity_guidance_combination_and_weights():
         PACK.model.parse_weights("1,1,1", 2, 1.0)
     with pytest.raises(ValueError, match="person 2's weight is nan"):
         PACK.model.parse_weights("1, nan", 2, 1.0)
+
+
+def test_wrapper_null_flag_runs_the_trained_null():
+    """With the sampler's null flag the wrapper runs the null identity inputs it was given (core reference)."""
+    model, adapter, identities, inputs = _setup((2, 3))
+    null = null_identity_inputs(adapter, identities)
+    wrapper = PACK.patching.AnyPhotoWrapper(identities, PACK.patching.SigmaWindow(), null_inputs=null)
+    x = torch.zeros(inputs[0].shape[0], 16, 2 * H_TOK, 2 * W_TOK)
+    ex = _Executor(model, lambda *a, **k: _comfy_like_forward(model, *inputs, a[7]))
+    options = {"sigmas": torch.tensor([0.5]), PACK.patching.NULL_FLAG: True}
+    out = wrapper(ex, x, None, None, None, None, None, None, options)
+    torch.testing.assert_close(out, model.forward_anyphoto(*inputs, null), rtol=1e-9, atol=1e-9)
+    assert (out - model.forward_anyphoto(*inputs, identities)).abs().max() > 1e-4
+    assert (out - model(*inputs)).abs().max() > 1e-4
+    assert PACK.sampler.NULL_PASS_FLAGS == {
+        "trained null": PACK.patching.NULL_FLAG,
+        "no identities": PACK.patching.DISABLE_FLAG,
+    }

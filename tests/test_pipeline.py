@@ -76,3 +76,26 @@ def test_identity_guidance_changes_output(pipe, identities):
 def test_bad_size_is_refused():
     with pytest.raises(ValueError, match="multiple of 16"):
         GenerationSettings("x", width=100, height=96)
+
+
+@pytest.mark.parametrize("null", ["trained", "none"])
+def test_identity_guidance_second_pass_is_the_trained_null(pipe, identities, monkeypatch, null):
+    """``identity_null="trained"`` (the default): the second pass gets the identities' token positions and ids
+    with zero token values and ``delta = MLP(0)`` (training's dropout); ``"none"``: no identities."""
+    import dataclasses
+
+    seen = []
+    real = pipe.flux.forward_anyphoto
+    monkeypatch.setattr(pipe.flux, "forward_anyphoto", lambda *a, **k: seen.append(a[7]) or real(*a, **k))
+    settings = dataclasses.replace(SETTINGS, id_guidance=2.0, identity_null=null, identity_weights=(0.5, 2.0))
+    pipe.generate(settings, identities, PLACEMENTS)
+    cond, second = seen[0::2], seen[1::2]
+    assert len(cond) == len(second) == SETTINGS.steps
+    if null == "none":
+        assert all(s is None for s in second)
+        return
+    mlp0 = pipe.adapter.modulation_offsets(torch.zeros(2, 512)).float()
+    for c, s in zip(cond, second, strict=True):
+        assert s.lengths == c.lengths and torch.equal(s.ids, c.ids) and s.tokens.abs().sum() == 0
+        assert c.tokens.abs().sum() > 0
+        torch.testing.assert_close(s.delta, mlp0, rtol=0, atol=0)

@@ -14,10 +14,8 @@ from typing import Any
 
 import yaml
 
+from anyphoto_core.adapter import EMBEDDING_KINDS
 from anyphoto_core.tokens import COVERAGE_RULES
-
-#: ``data.embedding`` choices, named like the adapter metadata's ``embedding_kind``.
-EMBEDDING_KINDS = ("reference", "gallery_mean")
 
 
 class ConfigError(ValueError):

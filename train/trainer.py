@@ -161,6 +161,7 @@ def adapter_config_for(flux, config: TrainConfig, recognizer: str = "unknown") -
         alpha=config.model.alpha,
         projector_hidden=config.model.projector_hidden,
         token_rule=config.data.token_rule,
+        embedding_kind=config.data.embedding,
         recognizer=recognizer,
         base_model="flux.1-dev" if config.model.kind == "flux" else "tiny-random-flux",
     )

@@ -239,6 +239,7 @@ def anyphoto_graph(boxes: list, prompt: str) -> list[GraphNode]:
                 "denoise": 1.0,
                 "identity_guidance": 1.0,
                 "isolation": True,
+                "identity_null": "trained null",
             },
             {"model": (12, 0), "positive": (5, 0), "negative": (6, 0), "latent_image": (11, 3)},
         ),

@@ -114,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--guidance", type=float, default=3.5)
     g.add_argument("--id-guidance", type=float, default=1.0, help="identity guidance scale (1 = off, one pass)")
+    g.add_argument(
+        "--id-null",
+        choices=("trained", "none"),  # conditioning.IDENTITY_NULLS; not imported: arguments are parsed before torch
+        default="trained",
+        help="identity guidance's second pass: 'trained' = the null identity dropout trained (zero tokens and "
+        "embeddings), 'none' = no identities",
+    )
     add_model_arguments(g)
     g.add_argument("--out", default=DEFAULT_OUT_NAME, help="image file, or a folder (gets anyphoto.png); see above")
     g.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -295,7 +302,16 @@ def generate(args) -> dict:
     pipe = load_pipeline(args, notes)
     for note in notes:
         print(note, file=sys.stderr)
-    settings = GenerationSettings(args.prompt, size[0], size[1], args.steps, args.seed, args.guidance, args.id_guidance)
+    settings = GenerationSettings(
+        args.prompt,
+        size[0],
+        size[1],
+        args.steps,
+        args.seed,
+        args.guidance,
+        args.id_guidance,
+        identity_null=args.id_null,
+    )
     with tqdm(total=args.steps, desc="sampling", unit="step", file=sys.stderr) as bar:
         result = pipe.generate(settings, identities, placements, progress=lambda i, n: bar.update(1))
     recipe_warnings = format_notices(result.notices)
@@ -319,6 +335,7 @@ def generate(args) -> dict:
         "steps": args.steps,
         "guidance": args.guidance,
         "id_guidance": args.id_guidance,
+        "id_null": args.id_null,
         "people": [
             {
                 "photos": [f.source for f in i.faces],

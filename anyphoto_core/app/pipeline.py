@@ -23,7 +23,7 @@ from PIL import Image
 
 from ..adapter import AnyPhotoAdapter, load_adapter
 from ..canvas import FacePatch, LocationCanvas
-from ..conditioning import build_canvases, encode_canvas_tokens, identity_inputs
+from ..conditioning import IDENTITY_NULLS, build_canvases, encode_canvas_tokens, identity_inputs, null_identity_inputs
 from ..embeddings import IdentityEmbeddings
 from ..faces import Identity
 from ..flux import Flux, load_flux
@@ -43,7 +43,9 @@ ProgressFn = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """One generation. ``width``/``height``: output pixels, multiples of 16. ``id_guidance`` 1 = one pass."""
+    """One generation. ``width``/``height``: output pixels, multiples of 16. ``id_guidance`` 1 = one pass;
+    above 1 a second pass runs with ``identity_null`` (``"trained"``: the null that identity dropout
+    trained, zero tokens and zero embeddings; ``"none"``: no identities)."""
 
     prompt: str
     width: int = 1024
@@ -53,8 +55,11 @@ class GenerationSettings:
     guidance: float = 3.5
     id_guidance: float = 1.0
     identity_weights: tuple[float, ...] | None = None
+    identity_null: str = "trained"
 
     def __post_init__(self):
+        if self.identity_null not in IDENTITY_NULLS:
+            raise ValueError(f"identity_null must be one of {IDENTITY_NULLS}, got {self.identity_null!r}")
         for name in ("width", "height"):
             value = getattr(self, name)
             if value < PIXELS_PER_TOKEN or value % PIXELS_PER_TOKEN:
@@ -217,9 +222,13 @@ class AnyPhotoPipeline:
         txt_ids = torch.zeros(1, txt.shape[1], 3, device=dev)
         guidance = torch.full((1,), settings.guidance, device=dev, dtype=dt)
 
+        null = None
+        if ids is not None and settings.id_guidance != 1.0 and settings.identity_null == "trained":
+            null = null_identity_inputs(self.adapter, ids)
+
         def velocity(x, t, with_identity):
             out = self.flux.forward_anyphoto(
-                x.to(dt), img_ids, txt, txt_ids, t.to(dt), y, guidance, ids if with_identity else None
+                x.to(dt), img_ids, txt, txt_ids, t.to(dt), y, guidance, ids if with_identity else null
             )
             return out.float()
 

@@ -29,7 +29,11 @@ def main(out: str, config: str, *overrides: str) -> None:
     save_file(
         _tensors(trainer),
         str(out / f"rank{rank}.safetensors"),
-        metadata={"world": str(trainer.accelerator.num_processes), "global_batch": str(trainer.global_batch)},
+        metadata={
+            "world": str(trainer.accelerator.num_processes),
+            "global_batch": str(trainer.global_batch),
+            "wrapper": type(trainer.objective).__name__,
+        },
     )
     trainer.accelerator.wait_for_everyone()
 

@@ -82,7 +82,7 @@ def test_two_cpu_processes_agree(tiny_cli_args, tmp_path):
     assert_ranks_log_the_same_terms(tmp_path)
     with safe_open(str(tmp_path / "rank1.safetensors"), "pt") as f:
         meta = f.metadata()
-    assert meta == {"world": "2", "global_batch": "2"}
+    assert meta == {"world": "2", "global_batch": "2", "wrapper": "DistributedDataParallel"}
     assert "global batch = 1 per GPU x 2 GPUs x 1 accumulation = 2" in proc.stdout
 
 

@@ -55,3 +55,35 @@ def test_gallery_mean_option_and_dropout(tiny_config, frozen_models):
     dropped = Trainer(tiny_config("data.id_dropout=0.99"), models=frozen_models)
     prepared = dropped.prepare(dropped.data.build(0, 0))
     assert not prepared.keep.any() and prepared.embeddings.abs().sum() == 0 and prepared.reference.abs().sum() > 0
+
+
+def test_null_pass_equals_a_dropped_identity_forward(tiny_config, frozen_models):
+    """Identity guidance's trained null (``null_identity_inputs`` of the conditional inputs) gives exactly the
+    forward of training's dropout of every identity (the objective's flow loss at the same t and noise), and
+    differs from the no-identity pass."""
+    from anyphoto_core.conditioning import identity_inputs, null_identity_inputs
+    from train.losses import flow_matching_loss, interpolate
+
+    tr = Trainer(tiny_config("data.id_dropout=0.99", "loss.face_weight=0.0"), models=frozen_models)
+    s = tr.prepare(tr.data.build(0, 0))
+    assert not s.keep.any() and sum(t.count for t in s.tokens) > 0
+    t = torch.tensor([0.4])
+    noise = torch.randn(s.x0.shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        dropped = tr.objective(s, t, noise)["flow"]
+        cond = identity_inputs(tr.adapter, s.tokens, s.reference)  # what inference builds from the same canvases
+        args = (interpolate(s.x0, noise, t), s.img_ids, s.txt, torch.zeros(1, s.txt.shape[1], 3), t, s.y)
+        guidance = torch.full((1,), tr.config.model.guidance)
+        v_null = frozen_models.flux.forward_anyphoto(*args, guidance, null_identity_inputs(tr.adapter, cond))
+        v_none = frozen_models.flux.forward_anyphoto(*args, guidance, None)
+    torch.testing.assert_close(flow_matching_loss(v_null, s.x0, noise), dropped, rtol=1e-6, atol=0)
+    assert abs(float(flow_matching_loss(v_none, s.x0, noise) - dropped)) > 1e-6
+
+
+def test_exported_adapter_records_embedding_and_recognizer(tiny_config, frozen_models, recognizer_path, tmp_path):
+    from anyphoto_core.adapter import read_adapter_config
+
+    for kind in ("reference", "gallery_mean"):
+        tr = Trainer(tiny_config(f"data.embedding={kind}"), models=frozen_models)
+        meta = read_adapter_config(tr.export(tmp_path / f"{kind}.safetensors"))
+        assert meta.embedding_kind == kind
