@@ -218,7 +218,6 @@ class AnyPhotoApply:
                 parse_weights(person_weights, count, identity_weight),
                 lora_strength,
             )
-        null_inputs = null_identity_inputs(core, inputs).to("cpu")
         inputs = inputs.to("cpu")
         bar.update(1)
         ms = model.get_model_object("model_sampling")
@@ -227,6 +226,7 @@ class AnyPhotoApply:
         previous = anyphoto_wrapper_of(model)
         if previous is not None:  # a chain: one pass over the identities of every Apply, each isolated
             inputs = chained_inputs(previous, inputs, chain_key)
+        null_inputs = null_identity_inputs(core, inputs)  # every identity of the chain, dropped
         patched = model.clone()
         patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY)
         patched.add_wrapper_with_key(
