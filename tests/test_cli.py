@@ -16,7 +16,7 @@ from anyphoto_core.app.cli import build_parser, main, parse_person, prepare_inpu
 from anyphoto_core.app.models.tiny import ensure_tiny_models
 
 T1 = str(insightface_image("t1.jpg"))
-FAST = ["--size", "96x64", "--steps", "2"]
+FAST = ["--size", "96x64", "--steps", "2", "--builtin", "tiny"]
 
 
 @pytest.fixture(autouse=True)

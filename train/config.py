@@ -43,13 +43,14 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    kind: str = "flux"  # "flux" (local files) or "tiny" (the core's built-in random-weight set, tests/demo)
+    kind: str = "flux"  # "flux" (local files), "tiny" (built-in random set) or "miniworld" (docs/miniworld.md)
     flux: str = ""  # flux1-dev.safetensors (black-forest-labs or ComfyUI layout)
     vae: str = ""  # ae.safetensors (FLUX VAE)
     clip_l: str = ""  # clip_l.safetensors (ComfyUI models/text_encoders)
     t5: str = ""  # t5xxl_fp16.safetensors
     tokenizers: str = ""  # diffusers FLUX.1-dev folder (tokenizer/, tokenizer_2/) or a ComfyUI checkout
     tiny_dir: str = ""  # kind tiny: folder of the tiny set (empty = $ANYPHOTO_CACHE/tiny/v1)
+    world_dir: str = ""  # kind miniworld: folder of the world models (empty = the shipped set)
     recognizer: str = ""  # ArcFace-contract ONNX (antelopev2 glintr100.onnx), converted with onnx2torch
     text_cache: str = ""  # folder of precomputed caption embeddings (`python -m train encode-text`); "" = encode live
     t5_min_length: int = 256  # T5 positions: caption tokens padded to at least this (ComfyUI's FLUX: 256) ...
@@ -60,6 +61,8 @@ class ModelConfig:
     lora_dropout: float = 0.0
     gradient_checkpointing: bool = True
     guidance: float = 1.0
+    modulation: bool = True  # False: ablation "no modulation" (projector frozen at its zero init, delta c = 0)
+    isolate: bool = True  # False: ablation "all-visible attention" (identity tokens see each other)
 
 
 @dataclass
@@ -200,7 +203,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("data.caption_dropout", lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]"),
     ("data.workers", lambda v: v >= 0, ">= 0 (0 = build samples in the training process)"),
     ("data.prefetch", lambda v: v >= 1, ">= 1"),
-    ("model.kind", lambda v: v in ("flux", "tiny"), "'flux' or 'tiny'"),
+    ("model.kind", lambda v: v in ("flux", "tiny", "miniworld"), "'flux', 'tiny' or 'miniworld'"),
     ("model.rank", lambda v: v >= 1, ">= 1"),
     ("model.alpha", lambda v: v > 0, "> 0"),
     ("model.projector_hidden", lambda v: v >= 1, ">= 1"),

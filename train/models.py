@@ -4,7 +4,8 @@ differentiable ArcFace.
 All weights load through the standalone pipeline's loaders (:class:`anyphoto_core.app.pipeline.AnyPhotoPipeline`:
 ``load_flux``, ``load_flux_vae`` = diffusers ``AutoencoderKL`` with FLUX shift/scale, transformers CLIP-L
 and T5 from single safetensors files, local tokenizers). ``model.kind: tiny`` uses the core's built-in
-tiny random-weight set (``anyphoto_core.app.models.tiny``). What is trainer-specific lives here: the
+tiny random-weight set (``anyphoto_core.app.models.tiny``), ``miniworld`` the trained MiniWorld set
+(``anyphoto_core.app.models.miniworld``, docs/miniworld.md). What is trainer-specific lives here: the
 choice between the text-embedding cache (:mod:`train.text_cache`, encoders not loaded) and live encoders,
 and a VAE decode that keeps the graph (the face loss differentiates through it).
 """
@@ -53,7 +54,7 @@ class FrozenModels:
 
 def load_text_encoders_for(config: ModelConfig, device="cpu", dtype=torch.float32) -> TextEncoders:
     """CLIP-L + T5 of ``config`` (``kind: tiny``: the built-in tiny pair) with the configured T5 lengths."""
-    if config.kind == "tiny":
+    if config.kind in ("tiny", "miniworld"):  # the MiniWorld set uses the tiny text encoders
         encoders = AnyPhotoPipeline.tiny(folder=config.tiny_dir or None).text_encoders
     else:
         _check_files(config, ("clip_l", "t5"))
@@ -74,8 +75,11 @@ def build_models(config: ModelConfig, device="cpu", dtype=torch.float32, need_re
     ``requires_grad=False``, on ``device`` in ``dtype`` (tiny: float32). With ``model.text_cache`` the captions
     come from the cache (:class:`~train.text_cache.TextCache`) and the text encoders are not loaded at all."""
     cache = TextCache(config.text_cache, config.t5_min_length, config.t5_max_length) if config.text_cache else None
-    if config.kind == "tiny":
-        pipe = AnyPhotoPipeline.tiny(folder=config.tiny_dir or None)
+    if config.kind in ("tiny", "miniworld"):
+        if config.kind == "tiny":
+            pipe = AnyPhotoPipeline.tiny(folder=config.tiny_dir or None)
+        else:
+            pipe = AnyPhotoPipeline.miniworld(folder=config.world_dir or None, with_adapter=False)
         flux, vae = pipe.flux.to(device), pipe.vae
         vae.model.to(device)
     else:

@@ -123,7 +123,7 @@ class AnyPhotoObjective(nn.Module):
             guidance,
             ids,
         )
-        v = flux.forward_anyphoto(*args, checkpoint_blocks=cfg.model.gradient_checkpointing)
+        v = flux.forward_anyphoto(*args, isolate=cfg.model.isolate, checkpoint_blocks=cfg.model.gradient_checkpointing)
         out = {"flow": flow_matching_loss(v, s.x0, noise)}
         lc = cfg.loss
         if lc.face_weight > 0 or lc.nce_weight > 0:
@@ -163,7 +163,7 @@ def adapter_config_for(flux, config: TrainConfig, recognizer: str = "unknown") -
         token_rule=config.data.token_rule,
         embedding_kind=config.data.embedding,
         recognizer=recognizer,
-        base_model="flux.1-dev" if config.model.kind == "flux" else "tiny-random-flux",
+        base_model={"flux": "flux.1-dev", "tiny": "tiny-random-flux", "miniworld": "miniworld"}[config.model.kind],
     )
 
 
@@ -205,6 +205,8 @@ class Trainer:
         self.adapter = AnyPhotoAdapter(
             adapter_config_for(self.models.flux, config, recognizer), lora_dropout=config.model.lora_dropout
         )
+        if not config.model.modulation:  # ablation: the projector keeps its zero output layer, so delta c = 0
+            self.adapter.projector.requires_grad_(False)
         oc = config.optim
         params = [p for p in self.adapter.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=oc.lr, betas=tuple(oc.betas), weight_decay=oc.weight_decay, eps=oc.eps)

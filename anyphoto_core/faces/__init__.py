@@ -28,7 +28,15 @@ from .errors import (
 from .layout import LayoutPlacements, placements_from_layout_photo
 from .model_pack import locate_model_pack
 from .photos import load_photo
-from .references import MIN_EYE_DISTANCE, FaceRef, Identity, build_identity, face_ref_from_photo, load_identities
+from .references import (
+    MIN_EYE_DISTANCE,
+    FaceRef,
+    Identity,
+    build_identity,
+    face_ref_at,
+    face_ref_from_photo,
+    load_identities,
+)
 from .runtime import default_providers, onnxruntime_install_problem
 from .selection import CHOICE_RULES, FaceChoice, choose_face
 
@@ -71,6 +79,7 @@ __all__ = [
     "build_identity",
     "choose_face",
     "default_providers",
+    "face_ref_at",
     "face_ref_from_photo",
     "load_arcface_recognizer",
     "load_centerface_analyzer",

@@ -17,6 +17,7 @@ from ..geometry import arcface_template
 from ..notices import PHOTO_SKIPPED, Notice
 from .alignment import aligned_crop_with_alpha, arcface_crop
 from .analyzer import FaceAnalyzer
+from .backends import Detection, Recognizer
 from .errors import FaceError, FaceTooSmallError, MultipleFacesError, NoFaceError
 from .photos import load_photo, photo_name, truncation_notice
 from .selection import FaceChoice, choose_face
@@ -117,7 +118,7 @@ def face_ref_from_photo(
     128. Raises :class:`NoFaceError`, :class:`MultipleFacesError` (only with ``expect_single``),
     :class:`FaceTooSmallError`.
     """
-    crop_landmarks = crop_template(crop_size)
+    crop_template(crop_size)  # checked before the detector runs
     label = name or photo_name(photo, "image")
     image = load_photo(photo, label)
     detections = analyzer.detector.detect(image)
@@ -139,20 +140,37 @@ def face_ref_from_photo(
             f"the face in {label} is too small: {det.eye_distance:.1f} px between the eyes, at least "
             f"{min_eye_distance:g} px are needed; use a larger or closer photo of the face"
         )
+    return face_ref_at(
+        image, det, analyzer.recognizer, label, crop_size, len(detections), analyzer.recognizer_name
+    )
+
+
+def face_ref_at(
+    image: np.ndarray,
+    det: Detection,
+    recognizer: Recognizer,
+    source: str,
+    crop_size: int = 512,
+    faces_found: int = 1,
+    recognizer_name: str = "",
+) -> FaceRef:
+    """Align and embed the face of ``image`` (H, W, 3 uint8 RGB) at a known detection ``det`` (box, score,
+    landmarks), e.g. a synthetic photo whose landmarks are exact. ``recognizer_name``: recorded on the
+    :class:`FaceRef` (``""`` = unknown)."""
     crop112 = arcface_crop(image, det.landmarks)
     crop, alpha, _ = aligned_crop_with_alpha(image, det.landmarks, crop_size)
     return FaceRef(
-        source=label,
+        source=source,
         box=det.box,
         score=det.score,
         landmarks=det.landmarks,
         crop112=crop112,
         crop=crop,
         crop_alpha=alpha,
-        crop_landmarks=crop_landmarks,
-        embedding=l2_normalize(analyzer.recognizer.embed(crop112)),
-        faces_found=len(detections),
-        recognizer=analyzer.recognizer_name,
+        crop_landmarks=crop_template(crop_size),
+        embedding=l2_normalize(recognizer.embed(crop112)),
+        faces_found=faces_found,
+        recognizer=recognizer_name,
     )
 
 

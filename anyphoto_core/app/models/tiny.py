@@ -175,6 +175,22 @@ def ensure_tiny_models(folder: Path | None = None) -> Path:
     return folder
 
 
+def load_tiny_text_encoders(folder: Path | None = None):
+    """The tiny CLIP + T5 pair (:class:`~anyphoto_core.app.models.text_encoders.TextEncoders`), created on first use."""
+    from .text_encoders import TextEncoders, load_clip_text_model, load_t5_encoder, load_tokenizer
+
+    root = ensure_tiny_models(folder)
+    tok = load_tokenizer(root / "tokenizer")
+    return TextEncoders(
+        load_clip_text_model(root / "clip.safetensors", TINY_CLIP_CONFIG),
+        load_t5_encoder(root / "t5.safetensors", TINY_T5_CONFIG),
+        tok,
+        tok,
+        TINY_MAX_LENGTH,
+        TINY_MAX_LENGTH,
+    )
+
+
 class TinyRecognizer:
     """Random-weight stand-in for ArcFace (recognizer contract): a fixed seeded projection of the
     28x28 downsampled crop to 512 values. Embeddings are deterministic but carry no identity."""

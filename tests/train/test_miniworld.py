@@ -1,0 +1,186 @@
+"""MiniWorld: the world generator (deterministic, exact landmarks, held-out split, styles that change
+colours), a smoke run of every world script and of the trainer on a tiny world, and the shipped models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from train.miniworld.people import Appearance, draw_person, random_identity
+from train.miniworld.scenes import STYLES, Spot, apply_style, render_scene
+from train.miniworld.world import WorldSpec, eval_case, people, reference_photo, reference_style, training_scene
+
+TINY = WorldSpec(train_people=4, heldout_people=3, references=2, scenes=6)
+
+
+def _person(seed=0, roll=0.0, yaw=0.0, expression=0):
+    ident = random_identity(np.random.default_rng(seed))
+    return ident, Appearance(roll, yaw, expression, 0.0, 0.0, (90, 90, 200))
+
+
+def test_world_is_deterministic_and_splits_people():
+    cast = people(TINY)
+    assert cast == people(TINY)
+    assert [p.split for p in cast] == ["train"] * 4 + ["heldout"] * 3
+    a, who_a = training_scene(TINY, 3, cast[:4])
+    b, who_b = training_scene(TINY, 3, cast[:4])
+    assert np.array_equal(a.image, b.image) and who_a == who_b and all(p.split == "train" for p in who_a)
+    heldout = cast[4:]
+    case = eval_case(TINY, 2, 0, heldout)
+    assert all(p.split == "heldout" for p in case.people)
+    # every reference of a case is in a style other than the target's
+    assert all(reference_style(p, k) != case.target.style for p, k in zip(case.people, case.references, strict=True))
+
+
+@pytest.mark.parametrize("roll", [-15.0, 0.0, 15.0])
+def test_landmarks_are_where_the_face_parts_are_drawn(roll):
+    """Independent check: at the eye landmarks the pupils are drawn (near black), at the mouth corners
+    the lips (red), in the final scene after scaling, rotation and downsampling."""
+    ident, look = _person(roll=roll)
+    scene = render_scene([(ident, look)], [Spot(64.0, 60.0, 96.0)], "photo", 128, np.random.default_rng(0))
+    img = scene.image.astype(int)
+    lmk = scene.landmarks[0]
+    for x, y in lmk[:2]:
+        patch = img[round(y) - 1 : round(y) + 2, round(x) - 1 : round(x) + 2]
+        assert patch.sum(axis=2).min() < 150, f"no pupil at eye landmark {(x, y)}"
+    for x, y in lmk[3:]:
+        r, g, _ = img[round(y), round(x)]
+        assert r - g > 40, f"no lip at mouth corner {(x, y)}: {img[round(y), round(x)]}"
+    # the sprite's own landmarks agree with its drawing too
+    sprite, sprite_lmk = draw_person(ident, look)
+    px = np.asarray(sprite)[round(sprite_lmk[0, 1]), round(sprite_lmk[0, 0])]
+    assert px[:3].sum() < 60
+
+
+def test_styles_change_colours_but_not_geometry():
+    ident, look = _person(seed=3)
+    photo = render_scene([(ident, look)], [Spot(32.0, 30.0, 36.0)], "photo", 64, np.random.default_rng(1))
+    for style in STYLES[1:]:
+        styled = apply_style(photo.image, style, np.random.default_rng(1))
+        assert np.abs(styled.astype(int) - photo.image.astype(int)).mean() > 8, style
+    sketch = apply_style(photo.image, "sketch", np.random.default_rng(1))
+    assert np.array_equal(sketch[..., 0], sketch[..., 1]) and np.array_equal(sketch[..., 1], sketch[..., 2])
+
+
+def test_reference_bank_differs_in_appearance():
+    person = people(TINY)[5]
+    refs = [reference_photo(TINY, person, k) for k in range(TINY.references)]
+    assert refs[0].style != refs[1].style
+    assert np.abs(refs[0].landmarks - refs[1].landmarks).max() > 1.0
+
+
+@pytest.fixture(scope="module")
+def smoke_models(tmp_path_factory):
+    """A tiny world and 2 steps of every world script, assembled as a MiniWorld model folder."""
+    from train.miniworld.base import train_base
+    from train.miniworld.generate import write_training_manifest, write_world
+    from train.miniworld.recognizer import train_recognizer
+    from train.miniworld.vae import train_vae
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("miniworld")
+    world = root / "world"
+    write_world(world, TINY)
+    vae = train_vae(world, root / "vae", steps=2, batch=2)
+    rec = train_recognizer(world, root / "rec", steps=2, batch=4, copies=1)
+    write_training_manifest(world, rec)
+    base = train_base(world, vae, root / "base", steps=2, batch=2)
+    models = root / "models"
+    models.mkdir()
+    for src in (vae, vae.with_suffix(".json"), base, rec):
+        (models / src.name).write_bytes(src.read_bytes())
+    return world, models
+
+
+def test_world_scripts_resume_and_feed_the_normal_trainer(smoke_models, tmp_path):
+    from anyphoto_core.app.models.miniworld import load_miniworld_vae
+    from anyphoto_core.faces import TorchArcFace, load_arcface_recognizer
+    from anyphoto_core.flux import load_flux
+    from train.config import load_config
+    from train.manifest import read_manifest
+    from train.trainer import Trainer
+
+    world, models = smoke_models
+    manifest = read_manifest(world / "manifest.jsonl")
+    assert all(name.startswith("p000") and int(name[1:]) < TINY.train_people for name in manifest.galleries)
+    # the models load through the project's own loaders
+    vae = load_miniworld_vae(models)
+    assert vae.encode(torch.zeros(1, 3, 64, 64)).shape == (1, 16, 8, 8)
+    assert load_flux(models / "flux.safetensors", dtype=torch.float32).params.hidden_size == 96
+    crop = np.random.default_rng(0).integers(0, 255, (112, 112, 3), dtype=np.uint8)
+    onnx = load_arcface_recognizer(models / "recognizer.onnx", providers=["CPUExecutionProvider"]).embed(crop)
+    torch_out = TorchArcFace(models / "recognizer.onnx")(torch.from_numpy(crop).permute(2, 0, 1)[None] / 255.0)
+    assert np.allclose(onnx, torch_out[0].detach().numpy(), atol=1e-4)
+    cfg = load_config(
+        "train/configs/miniworld.yaml",
+        [
+            f"data.manifest={world / 'manifest.jsonl'}",
+            f"model.world_dir={models}",
+            f"model.recognizer={models / 'recognizer.onnx'}",
+            f"run.output={tmp_path / 'run'}",
+            "run.steps=2",
+            "run.checkpoint_every=0",
+            "model.isolate=false",
+            "model.modulation=false",
+        ],
+    )
+    trainer = Trainer(cfg)
+    history = trainer.fit()
+    assert len(history) == 2 and all(np.isfinite(h["loss"]) for h in history)
+    # no-modulation ablation: the projector is frozen at its zero output, so delta c stays exactly 0
+    assert torch.count_nonzero(trainer.adapter.modulation_offsets(torch.randn(2, 512))) == 0
+
+
+def test_world_script_resume_is_exact(smoke_models, tmp_path):
+    """1 step, stop, resume to 2 steps == 2 steps in one go (weights of the checkpoint, bit for bit)."""
+    from safetensors.torch import load_file
+
+    from train.miniworld.vae import train_vae
+
+    world, _ = smoke_models
+    train_vae(world, tmp_path / "split", steps=1, batch=2)
+    assert json.loads((tmp_path / "split" / "checkpoint" / "state.json").read_text())["step"] == 1
+    train_vae(world, tmp_path / "split", steps=2, batch=2)
+    train_vae(world, tmp_path / "whole", steps=2, batch=2)
+    split = load_file(tmp_path / "split" / "checkpoint" / "model.safetensors")
+    whole = load_file(tmp_path / "whole" / "checkpoint" / "model.safetensors")
+    assert split.keys() == whole.keys() and all(torch.equal(split[k], whole[k]) for k in split)
+
+
+def test_shipped_models_load_generate_and_evaluate():
+    """The shipped set: the evaluation runs on one held-out 2-person case; the recognizer finds every
+    person in the ground-truth scene and in the pasted references (its ceiling), with no swap."""
+    from anyphoto_core.app.models.miniworld import MINIWORLD_DIR
+    from train.miniworld.evaluate import EvalConfig, evaluate
+
+    torch.set_num_threads(1)
+    rows = evaluate(
+        None,
+        cases_per_count=1,
+        configs=[EvalConfig("adapter", MINIWORLD_DIR / "adapter.safetensors")],
+        steps=2,
+        counts=(2,),
+    )
+    by = {r["config"]: r for r in rows}
+    assert set(by) == {"ground_truth", "adapter", "paste"}
+    assert by["ground_truth"]["identity_accuracy"] == 1.0 and by["ground_truth"]["swap_rate"] == 0.0
+    assert by["ground_truth"]["sim_gt"] > 0.999
+    assert by["paste"]["identity_accuracy"] == 1.0
+    assert all(r["faces"] == 2 and r["cases"] == 1 for r in rows)
+
+
+def test_generate_demo_uses_the_miniworld_set(tmp_path):
+    from PIL import Image
+
+    from anyphoto_core.app.cli import main
+
+    out = tmp_path / "demo.png"
+    assert main(["generate", "--out", str(out), "--steps", "2"]) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["models"]["builtin"] == "miniworld" and report["size"] == [64, 64] and len(report["people"]) == 2
+    assert all(p["tokens"] > 0 for p in report["people"])
+    with Image.open(tmp_path / "demo_preview.png") as prev:
+        assert prev.height >= 256

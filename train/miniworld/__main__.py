@@ -1,0 +1,128 @@
+"""``python -m train.miniworld COMMAND``: build the MiniWorld, train its models, evaluate, render.
+
+Commands (see docs/miniworld.md): ``generate``, ``train-vae``, ``train-recognizer``, ``manifest``,
+``train-base``, ``ship``, ``fit-ablation``, ``eval``, ``render``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_WORLD = Path("data/miniworld")
+DEFAULT_RUNS = Path("runs/miniworld")
+
+
+def _threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.miniworld", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="draw the world (reference banks + training scenes)")
+    g.add_argument("--out", type=Path, default=DEFAULT_WORLD)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--scenes", type=int, default=2000)
+    for name in ("train-vae", "train-recognizer", "train-base"):
+        t = sub.add_parser(name, help=f"{name.removeprefix('train-')} of the world (resumes from its checkpoint)")
+        t.add_argument("--world", type=Path, default=DEFAULT_WORLD)
+        t.add_argument("--out", type=Path, default=DEFAULT_RUNS / name.removeprefix("train-"))
+        t.add_argument("--steps", type=int, default=None)
+        t.add_argument("--seed", type=int, default=0)
+        t.add_argument("--threads", type=int, default=1)
+        if name == "train-base":
+            t.add_argument("--vae", type=Path, default=DEFAULT_RUNS / "vae" / "vae.safetensors")
+    m = sub.add_parser("manifest", help="embed the training references and write the trainer manifest")
+    m.add_argument("--world", type=Path, default=DEFAULT_WORLD)
+    m.add_argument("--recognizer", type=Path, default=DEFAULT_RUNS / "recognizer" / "recognizer.onnx")
+    f = sub.add_parser("fit-ablation", help="train one ablation with the normal trainer (see ablations.py)")
+    f.add_argument("name")
+    e = sub.add_parser("eval", help="evaluate the shipped models on held-out people (JSON rows)")
+    e.add_argument("--json", type=Path, required=True)
+    e.add_argument("--models", type=Path, help="MiniWorld model folder (default: the shipped set)")
+    e.add_argument("--cases", type=int, default=8, help="cases per people count (1-4)")
+    e.add_argument("--seed", type=int, default=0, help="world seed")
+    e.add_argument("--figure", type=Path, help="also save a picture grid of the first cases")
+    r = sub.add_parser("render", help="draw a reference photo of held-out person K (+ landmarks sidecar)")
+    r.add_argument("--identity", type=int, required=True, help="index among the held-out people (0-59)")
+    r.add_argument("--seed", type=int, default=0, help="photo number (pose, expression, style)")
+    r.add_argument("--out", type=Path, required=True)
+    s = sub.add_parser("ship", help="copy trained world models (and adapters) into the shipped folder")
+    s.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
+    s.add_argument("--adapter", type=Path, help="adapter run folder (holds anyphoto_adapter.safetensors)")
+    s.add_argument("--ablation", help="ship --adapter as this ablation row instead of the main adapter")
+    s.add_argument("--all-visible", action="store_true", help="the ablation was trained with model.isolate=false")
+    s.add_argument("--command-line", default="", help="training command recorded in provenance.json")
+    args = parser.parse_args(argv)
+
+    if args.command == "generate":
+        from .generate import write_world
+        from .world import WorldSpec
+
+        print(write_world(args.out, WorldSpec(seed=args.seed, scenes=args.scenes)))
+        return 0
+    if args.command == "manifest":
+        from .generate import write_training_manifest
+
+        print(write_training_manifest(args.world, args.recognizer))
+        return 0
+    if args.command == "fit-ablation":
+        from ..__main__ import main as train_main
+        from .ablations import ablation_args
+
+        return train_main(ablation_args(args.name))
+    if args.command in ("eval", "render", "ship"):
+        return _apps(args)
+    _threads(args.threads)
+    if args.command == "train-vae":
+        from .vae import train_vae
+
+        print(train_vae(args.world, args.out, steps=args.steps, seed=args.seed))
+    elif args.command == "train-recognizer":
+        from .recognizer import train_recognizer
+
+        print(train_recognizer(args.world, args.out, steps=args.steps, seed=args.seed))
+    elif args.command == "train-base":
+        from .base import train_base
+
+        print(train_base(args.world, args.vae, args.out, steps=args.steps, seed=args.seed))
+    return 0
+
+
+def _apps(args) -> int:
+    if args.command == "eval":
+        _threads(1)
+        from .evaluate import run_eval
+
+        run_eval(args.json, args.models, args.cases, args.seed, args.figure)
+    elif args.command == "render":
+        from PIL import Image
+
+        from .ship import write_landmarks
+        from .world import WorldSpec, people, reference_photo
+
+        heldout = [p for p in people(WorldSpec()) if p.split == "heldout"]
+        if not 0 <= args.identity < len(heldout):
+            print(f"error: --identity must be in 0..{len(heldout) - 1}", file=sys.stderr)
+            return 2
+        scene = reference_photo(WorldSpec(), heldout[args.identity], args.seed)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(scene.image).save(args.out)
+        print(f"wrote {args.out} ({scene.style}) and {write_landmarks(args.out, scene.landmarks[0])}")
+    else:
+        from .ship import ship_adapter, ship_world_models, write_demo
+
+        if args.adapter is None:
+            ship_world_models(args.runs)
+            print(write_demo())
+        else:
+            print(ship_adapter(args.adapter, args.ablation, not args.all_visible, args.command_line))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
