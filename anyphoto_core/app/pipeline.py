@@ -245,7 +245,14 @@ class AnyPhotoPipeline:
 
         def velocity(x, t, with_identity):
             out = self.flux.forward_anyphoto(
-                x.to(dt), img_ids, txt, txt_ids, t.to(dt), y, guidance, ids if with_identity else null,
+                x.to(dt),
+                img_ids,
+                txt,
+                txt_ids,
+                t.to(dt),
+                y,
+                guidance,
+                ids if with_identity else null,
                 isolate=settings.isolate,
             )
             return out.float()

@@ -140,9 +140,7 @@ def face_ref_from_photo(
             f"the face in {label} is too small: {det.eye_distance:.1f} px between the eyes, at least "
             f"{min_eye_distance:g} px are needed; use a larger or closer photo of the face"
         )
-    return face_ref_at(
-        image, det, analyzer.recognizer, label, crop_size, len(detections), analyzer.recognizer_name
-    )
+    return face_ref_at(image, det, analyzer.recognizer, label, crop_size, len(detections), analyzer.recognizer_name)
 
 
 def face_ref_at(
