@@ -74,6 +74,7 @@ def test_batch_one_load_equals_generate_and_resumes(tmp_path, counted, capsys):
 
     reference = tmp_path / "ref.png"  # the same job through `anyphoto generate`
     args = ["generate", "--out", str(reference), *FAST[:-1], "--seed", "1", "--prompt", "two friends"]
+    args += ["--builtin", "tiny"]  # batch runs FLUX or the tiny set; generate defaults to the MiniWorld set
     assert main([*args, "--person", f"{photo}@{','.join(map(str, BOX))}"]) == 0
     np.testing.assert_array_equal(pixels(out / "job0001.png"), pixels(reference))
 
