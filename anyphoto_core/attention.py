@@ -63,8 +63,8 @@ def star_mask(n_global: int, lengths: Sequence[int], dtype=torch.float32, device
 def identity_query_mask(n_global: int, lengths: Sequence[int], dtype=torch.float32, device=None) -> Tensor:
     """Additive ``(M, N)`` mask for the identity queries only: each sees global + its own keys."""
     m = sum(lengths)
-    owner = torch.repeat_interleave(
-        torch.arange(len(lengths), device=device), torch.tensor(list(lengths), device=device)
+    owner = torch.repeat_interleave(  # output_size: no device-to-host sync (and meta tensors work)
+        torch.arange(len(lengths), device=device), torch.tensor(list(lengths), device=device), output_size=m
     )
     same = owner[:, None] == owner[None, :]
     allowed = torch.cat([torch.ones(m, n_global, dtype=torch.bool, device=device), same], dim=1)

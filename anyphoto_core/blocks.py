@@ -58,8 +58,10 @@ class IdentityContext:
 
     def token_owner(self, device) -> Tensor:
         """``(M,)`` long: identity index of each identity token."""
-        return torch.repeat_interleave(
-            torch.arange(len(self.lengths), device=device), torch.tensor(list(self.lengths), device=device)
+        return torch.repeat_interleave(  # output_size: no device-to-host sync (and meta tensors work)
+            torch.arange(len(self.lengths), device=device),
+            torch.tensor(list(self.lengths), device=device),
+            output_size=self.total,
         )
 
 
