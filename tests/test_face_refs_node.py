@@ -34,6 +34,7 @@ class PortraitAwareDetector:
 class Analyzer:
     detector: object
     recognizer: object
+    recognizer_name: str = ""
 
 
 @pytest.fixture(scope="module")
