@@ -2,15 +2,13 @@
 failed jobs, bad input, and two processes under ``accelerate launch`` sharing the jobs."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from fixtures.face_models import insightface_image
+from fixtures.launch import accelerate_two
 from PIL import Image
 from test_cli import tiny_cache  # noqa: F401  (autouse: the tiny models in a test cache)
 
@@ -109,32 +107,8 @@ def test_shard_split_depends_only_on_job_numbers():
 
 def test_two_processes_under_accelerate_share_the_jobs(tmp_path):
     jobs = write_jobs(tmp_path, [{"prompt": f"scene {i}", "seed": i} for i in range(1, 5)])
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "0",
-        "-m",
-        "anyphoto_core",
-        "batch",
-        str(jobs),
-        "--out",
-        str(tmp_path / "out"),
-        *FAST,
-    ]
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")  # ANYPHOTO_CACHE: set by tiny_cache
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # ANYPHOTO_CACHE (the tiny models): set by the tiny_cache fixture, inherited by the processes
+    accelerate_two("-m", "anyphoto_core", "batch", str(jobs), "--out", str(tmp_path / "out"), *FAST, timeout=400)
     records = [json.loads(line) for line in (tmp_path / "out" / LEDGER_NAME).read_text().splitlines()]
     by_index = {r["index"]: r["by"] for r in records}
     assert len(records) == 4 and by_index == {1: "process 0/2", 2: "process 1/2", 3: "process 0/2", 4: "process 1/2"}
