@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import platform
 import statistics
 import sys
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -106,8 +107,18 @@ def round_order(names: Sequence[str], round_index: int) -> list[str]:
     return list(names) if round_index % 2 == 0 else list(reversed(names))
 
 
+#: ``on_round(round_number, seconds, ratios)``: called after each timed round (numbered from 1) with that
+#: round's ``{name: seconds}`` and ``{name: seconds / baseline seconds}``.
+RoundCallback = Callable[[int, dict[str, float], dict[str, float]], None]
+
+
 def paired_rounds(
-    fns: dict[str, Callable[[], object]], baseline: str, rounds: int, device: torch.device, clock: str = "wall"
+    fns: dict[str, Callable[[], object]],
+    baseline: str,
+    rounds: int,
+    device: torch.device,
+    clock: str = "wall",
+    on_round: RoundCallback | None = None,
 ) -> dict:
     """Per configuration: every round's seconds and ratio to ``baseline``, their spreads, peak bytes.
 
@@ -116,6 +127,8 @@ def paired_rounds(
     Round 0 is the warm-up: not timed; on CPU it measures peak memory (:func:`peak_bytes`) so
     that no extra run is needed. On CUDA memory is measured after the timed rounds, so one-time
     library workspaces allocated by the first calls are not charged to the first configuration.
+    ``on_round`` (:data:`RoundCallback`, e.g. a :class:`RoundPrinter`) sees each timed round as soon
+    as it ends, so a run stopped part-way still leaves the rounds it finished.
     """
     times = {name: [] for name in fns}
     peaks = {}
@@ -127,6 +140,9 @@ def paired_rounds(
                 peaks[name] = peak_bytes(fns[name], device)
             else:
                 fns[name]()
+        if round_index and on_round is not None:
+            seconds = {name: ts[-1] for name, ts in times.items()}
+            on_round(round_index, seconds, {name: t / seconds[baseline] for name, t in seconds.items()})
     if device.type != "cpu":
         peaks = {name: peak_bytes(fn, device) for name, fn in fns.items()}
     out = {}
@@ -143,6 +159,57 @@ def paired_rounds(
             "peak_bytes": peaks[name],
         }
     return out
+
+
+class RoundPrinter:
+    """A :data:`RoundCallback` that prints each timed round as it ends (flushed).
+
+    Text: ``"  512 round 3/7: pruned x2 1.081, ..."`` (ratio to the baseline per configuration). JSON
+    (``as_json``): one object per round, ``{"kind": "round", **context, "round", "rounds", "seconds",
+    "ratio"}``, on the same stream as the rows (``"kind": "row"``), so the JSON of a stopped run still holds
+    every finished round; :func:`summarize_rounds` turns such a stream back into spreads.
+    """
+
+    def __init__(self, context: dict, rounds: int, as_json: bool, stream=None):
+        self.context, self.rounds, self.as_json, self.stream = context, rounds, as_json, stream
+
+    def __call__(self, round_number: int, seconds: dict[str, float], ratios: dict[str, float]) -> None:
+        if self.as_json:
+            record = {"kind": "round", **self.context, "round": round_number, "rounds": self.rounds}
+            line = json.dumps({**record, "seconds": seconds, "ratio": ratios})
+        else:
+            label = " ".join(str(v) for v in self.context.values())
+            line = f"{label} round {round_number}/{self.rounds}: " + ", ".join(
+                f"{name} {ratio:.3f}" for name, ratio in ratios.items()
+            )
+        print(line, file=self.stream or sys.stdout, flush=True)
+
+
+def summarize_rounds(lines: Iterable[str], keys: Sequence[str] = ("size",)) -> dict[tuple, dict[str, dict]]:
+    """Spreads of the round records (:class:`RoundPrinter` JSON) in ``lines``; other lines are skipped.
+
+    Returns ``{(context values of keys...): {name: {"rounds": n, "ratio": spread, "seconds": spread}}}``.
+    """
+    rounds: dict[tuple, dict[str, dict[str, list]]] = {}
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(record, dict) or record.get("kind") != "round":
+            continue
+        group = rounds.setdefault(tuple(record.get(k) for k in keys), {})
+        for name, ratio in record["ratio"].items():
+            values = group.setdefault(name, {"ratio": [], "seconds": []})
+            values["ratio"].append(ratio)
+            values["seconds"].append(record["seconds"][name])
+    return {
+        key: {
+            name: {"rounds": len(v["ratio"]), "ratio": spread(v["ratio"]), "seconds": spread(v["seconds"])}
+            for name, v in group.items()
+        }
+        for key, group in rounds.items()
+    }
 
 
 class TensorMemoryMeter(TorchDispatchMode):

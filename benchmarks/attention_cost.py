@@ -7,7 +7,9 @@ tokens, 1/2/4/8 identities with token counts from real canvases (pruned), plus 4
 canvases. Per row: seconds and peak memory of :func:`isolated_attention` and of
 :func:`masked_reference_attention`, the time ratio fast / reference over interleaved rounds as
 median [min-max] (every round's ratio in ``--json``), the memory ratio, and the largest attention
-mask the fast path passed to the kernel (it must never be ``N x N``).
+mask the fast path passed to the kernel (it must never be ``N x N``). Each round is printed as soon as it
+ends (``--json``: a ``{"kind": "round"}`` object), so a stopped run keeps its rounds
+(``python benchmarks/rounds_summary.py run.jsonl --keys size case``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ from __future__ import annotations
 import json
 
 import torch
-from _common import benchmark_arg_parser, environment, format_spread, identity_tokens, image_tokens, paired_rounds
+from _common import (
+    RoundPrinter,
+    benchmark_arg_parser,
+    environment,
+    format_spread,
+    identity_tokens,
+    image_tokens,
+    paired_rounds,
+)
 
 from anyphoto_core.attention import isolated_attention, masked_reference_attention, sdpa_attention
 
@@ -50,9 +60,11 @@ def run(args) -> list[dict]:
                     "reference": lambda a=(q, k, v, n_global, lengths): masked_reference_attention(*a),
                     "fast": lambda a=(q, k, v, n_global, lengths): isolated_attention(*a),
                 }
-                timing = paired_rounds(fns, "reference", args.rounds, device, args.clock)
+                printer = RoundPrinter({"size": size, "case": name}, args.rounds, args.json)
+                timing = paired_rounds(fns, "reference", args.rounds, device, args.clock, on_round=printer)
                 peaks = {key: t["peak_bytes"] for key, t in timing.items()}
             row = {
+                "kind": "row",
                 **env,
                 "size": size,
                 "case": name,

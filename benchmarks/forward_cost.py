@@ -17,7 +17,9 @@ they exist before the call), and the total-memory ratio with the weights of a fu
 counted (adapter still excluded). ``--token-matched`` adds, per pruned identity count, stock FLUX
 with ``M`` extra text tokens (the same sequence length, plain attention): its ratio is what the
 extra tokens alone cost on this machine, so AnyPhoto / token-matched stock isolates the method's own
-overhead from how the hardware scales with sequence length. ``--json`` prints one JSON object a row.
+overhead from how the hardware scales with sequence length. Each round is printed as soon as it ends
+(``--json``: one ``{"kind": "round"}`` object per round before the ``{"kind": "row"}`` objects of its size),
+so a stopped run keeps its rounds: ``python benchmarks/rounds_summary.py run.jsonl`` gives their spreads.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import json
 
 import torch
 from _common import (
+    RoundPrinter,
     benchmark_arg_parser,
     block_flops,
     environment,
@@ -203,7 +206,8 @@ def run(args) -> list[dict]:
         inputs = stock_inputs(size, device, dtype, params)
         configs = configurations(size, args.ids, args.unpruned_ids, adapter, device, dtype, args.token_matched)
         fns = {name: forward_call(model, inputs, cfg) for name, cfg in configs.items()}
-        timing = paired_rounds(fns, "stock", args.rounds, device, args.clock)
+        printer = RoundPrinter({"size": size}, args.rounds, args.json)
+        timing = paired_rounds(fns, "stock", args.rounds, device, args.clock, on_round=printer)
         for name, cfg in configs.items():
             rows.append(_row(env, size, n_global, name, cfg, configs, timing, config_floor(cfg, n_global, params)))
             rows[-1]["total_memory_ratio_full_flux"] = (weights_full + timing[name]["peak_bytes"]) / (
@@ -217,6 +221,7 @@ def _row(env: dict, size: int, n_global: int, name: str, cfg: Config, configs: d
     t, stock = timing[name], timing["stock"]
     ratios = t["ratio_rounds"]
     row = {
+        "kind": "row",
         **env,
         "size": size,
         "name": name,
