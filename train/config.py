@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from anyphoto_core.adapter import EMBEDDING_KINDS
+from anyphoto_core.app.models.text_encoders import T5_MAX_LENGTH, T5_MIN_LENGTH
 from anyphoto_core.tokens import COVERAGE_RULES
 
 
@@ -53,8 +54,8 @@ class ModelConfig:
     world_dir: str = ""  # kind miniworld: folder of the world models (empty = the shipped set)
     recognizer: str = ""  # ArcFace-contract ONNX (antelopev2 glintr100.onnx), converted with onnx2torch
     text_cache: str = ""  # folder of precomputed caption embeddings (`python -m train encode-text`); "" = encode live
-    t5_min_length: int = 256  # T5 positions: caption tokens padded to at least this (ComfyUI's FLUX: 256) ...
-    t5_max_length: int = 512  # ... and truncated to at most this
+    t5_min_length: int = T5_MIN_LENGTH  # T5 positions: caption tokens padded to at least this (ComfyUI's FLUX: 256)
+    t5_max_length: int = T5_MAX_LENGTH  # ... and truncated to at most this (512); the pipeline uses the same two
     rank: int = 16
     alpha: float = 16.0
     projector_hidden: int = 3072

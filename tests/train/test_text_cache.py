@@ -136,3 +136,40 @@ def test_image_without_caption_is_an_error_unless_allowed(tiny_config):
     with pytest.raises(TextCacheError, match=r"1 of 2 manifest images have no caption .*allow_missing_captions"):
         check_captions(manifest, tiny_config().data, None)
     check_captions(manifest, tiny_config("data.allow_missing_captions=true").data, None)
+
+
+def test_pipeline_pads_t5_like_the_trainer(tiny_models_dir, tmp_path, monkeypatch):
+    """The standalone pipeline (``AnyPhotoPipeline.from_files``) and the trainer (``flux_dev.yaml``) give a caption
+    the same T5 positions: ComfyUI's 256 for a short one, its tokens for a longer one, at most 512. The weight
+    loaders are swapped for the tiny models (no encoder weights needed to count positions); tokenizers and
+    lengths run the real code paths."""
+    from anyphoto_core.app import pipeline as pipeline_module
+    from anyphoto_core.app.models import text_encoders
+    from anyphoto_core.app.models.discovery import ModelFiles
+    from anyphoto_core.app.models.tiny import TINY_VAE_CONFIG
+    from anyphoto_core.flux import load_flux
+
+    tiny = Path(tiny_models_dir)
+    vae = pipeline_module.load_flux_vae
+    monkeypatch.setattr(text_encoders, "load_clip_text_model", lambda *a, **k: None)
+    monkeypatch.setattr(text_encoders, "load_t5_encoder", lambda *a, **k: None)
+    monkeypatch.setattr(pipeline_module, "load_flux", lambda *a, **k: load_flux(tiny / "flux.safetensors"))
+    monkeypatch.setattr(
+        pipeline_module, "load_flux_vae", lambda *a, **k: vae(tiny / "vae.safetensors", config=TINY_VAE_CONFIG)
+    )
+    tokenizers = tmp_path / "FLUX.1-dev"  # diffusers layout: tokenizer/ (CLIP), tokenizer_2/ (T5)
+    tokenizers.mkdir()
+    for name in ("tokenizer", "tokenizer_2"):
+        (tokenizers / name).symlink_to(tiny / "tokenizer")
+    files = {role: tmp_path / f"{role}.safetensors" for role in ("flux", "vae", "clip_l", "t5")}
+    for path in files.values():
+        path.touch()
+    pipe = pipeline_module.AnyPhotoPipeline.from_files(ModelFiles(**files), [tokenizers], "cpu", torch.float32)
+    overrides = [f"model.{role}={path}" for role, path in files.items()] + [f"model.tokenizers={tokenizers}"]
+    trainer = load_text_encoders_for(load_config(REPO / "train" / "configs" / "flux_dev.yaml", overrides).model)
+
+    longer, longest = " ".join(["many people in a park"] * 18), " ".join(["many people in a park"] * 40)
+    tokens = len(trainer.t5_tokenizer(longer).input_ids)
+    assert 256 < tokens < 512 and len(trainer.t5_tokenizer(longest).input_ids) > 512
+    for caption, positions in (("a man", 256), (longer, tokens), (longest, 512)):
+        assert pipe.text_encoders.t5_length(caption) == trainer.t5_length(caption) == positions, caption[:20]

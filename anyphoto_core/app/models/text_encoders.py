@@ -5,8 +5,10 @@ The files hold transformers-layout weights (``text_model.encoder.layers.*`` for 
 ``T5EncoderModel`` built from the configs below, never from the hub. Tokenizers come from local
 folders only (see :func:`find_tokenizer_dirs`): ``HF_HUB_OFFLINE=1`` and ``local_files_only=True``.
 
-FLUX conditioning: ``txt`` = T5 last hidden state ``(1, 512, 4096)`` (prompt padded to 512 tokens),
-``y`` = CLIP pooled output ``(1, 768)`` (prompt padded to 77 tokens).
+FLUX conditioning: ``txt`` = T5 last hidden state ``(1, L, 4096)`` with ``L`` = the prompt's T5 tokens padded to
+at least :data:`T5_MIN_LENGTH` (256, ComfyUI's FLUX convention) and truncated to at most :data:`T5_MAX_LENGTH`
+(512), ``y`` = CLIP pooled output ``(1, 768)`` (prompt padded to 77 tokens). The trainer uses the same lengths
+(``train.config.ModelConfig``), so the pipeline, the trainer and the ComfyUI nodes see the same text positions.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ T5_XXL_CONFIG = dict(
     tie_word_embeddings=False,
 )
 CLIP_MAX_LENGTH, T5_MAX_LENGTH = 77, 512
+#: T5 positions every prompt is padded to at least: ComfyUI's FLUX T5 tokenizer (``min_length=256`` in
+#: comfy/text_encoders/flux.py). The one value the pipeline, the trainer (and its text cache) share.
+T5_MIN_LENGTH = 256
 CLIP_KEY = "encoder.layers.0.self_attn.q_proj.weight"
 T5_KEY = "encoder.block.0.layer.0.SelfAttention.q.weight"
 #: Keys some single files carry that the encoder-only models do not use.
@@ -171,9 +176,9 @@ def load_tokenizer(folder: Path):
 class TextEncoders:
     """Both encoders and tokenizers; :meth:`encode` gives FLUX's ``(txt, y)``; :meth:`free` drops the weights.
 
-    T5 length: with ``t5_min_length`` None (default) every prompt is padded to ``t5_max_length`` (diffusers'
-    FLUX.1-dev convention, 512). With ``t5_min_length`` set, a prompt of ``n`` tokens (EOS included) is padded
-    to ``min(max(n, t5_min_length), t5_max_length)``: ComfyUI's FLUX convention is ``t5_min_length=256``.
+    T5 length: a prompt of ``n`` tokens (EOS included) is padded to ``min(max(n, t5_min_length), t5_max_length)``
+    (defaults :data:`T5_MIN_LENGTH` = 256, ComfyUI's FLUX convention, and :data:`T5_MAX_LENGTH` = 512), never
+    to a fixed 512 (diffusers' convention) that the adapter was not trained with.
     """
 
     def __init__(
@@ -184,7 +189,7 @@ class TextEncoders:
         t5_tokenizer,
         clip_max_length: int = CLIP_MAX_LENGTH,
         t5_max_length: int = T5_MAX_LENGTH,
-        t5_min_length: int | None = None,
+        t5_min_length: int = T5_MIN_LENGTH,
     ):
         self.clip, self.t5 = clip, t5
         self.clip_tokenizer, self.t5_tokenizer = clip_tokenizer, t5_tokenizer
@@ -193,8 +198,6 @@ class TextEncoders:
 
     def t5_length(self, prompt: str) -> int:
         """Number of T5 positions :meth:`encode` gives ``prompt`` (see the class doc)."""
-        if self.t5_min_length is None:
-            return self.t5_max_length
         n = len(self.t5_tokenizer(prompt, max_length=self.t5_max_length, truncation=True).input_ids)
         return min(max(n, self.t5_min_length), self.t5_max_length)
 
