@@ -44,11 +44,11 @@ def crop_footprints(landmarks: Tensor, size: int = 112) -> Tensor:
     """Axis-aligned image-pixel boxes ``(F, 4)`` ``(x0, y0, x1, y1)`` covering every point the
     ``size`` x ``size`` ArcFace crop of each face samples (``landmarks`` ``(F, 5, 2)`` pixels)."""
     lmk = landmarks.detach().to(torch.float64).cpu()
-    template = torch.as_tensor(arcface_template(size), dtype=torch.float64).expand_as(lmk)
+    template = torch.as_tensor(arcface_template(size), dtype=torch.float64, device=lmk.device).expand_as(lmk)
     image_from_crop = torch.linalg.inv(similarity_umeyama(lmk, template))
-    edge = torch.tensor([-0.5, size - 0.5], dtype=torch.float64)
+    edge = torch.tensor([-0.5, size - 0.5], dtype=torch.float64, device=lmk.device)
     corners = torch.stack(torch.meshgrid(edge, edge, indexing="xy"), -1).reshape(4, 2)
-    homogeneous = torch.cat([corners, torch.ones(4, 1, dtype=torch.float64)], 1)  # (4, 3)
+    homogeneous = torch.cat([corners, torch.ones(4, 1, dtype=torch.float64, device=lmk.device)], 1)  # (4, 3)
     points = (image_from_crop @ homogeneous.T)[:, :2].transpose(1, 2)  # (F, 4, 2)
     return torch.cat([points.amin(1) - 1.0, points.amax(1) + 1.0], 1)
 

@@ -278,7 +278,7 @@ class Trainer:
         """One optimizer step; returns each loss term's mean over the micro-batches of all processes that have
         it (:meth:`reduce_terms`). ``samples``: this step's samples in micro-batch order (the prefetching loader
         of :meth:`fit`); None = build them here."""
-        sums, counts = (torch.zeros(len(LOSS_TERMS), dtype=torch.float64) for _ in range(2))
+        sums, counts = (torch.zeros(len(LOSS_TERMS), dtype=torch.float64, device="cpu") for _ in range(2))
         self.objective.train()
         for micro in range(self.micro_per_step):
             pos = self.position(self.step, micro)
@@ -286,7 +286,7 @@ class Trainer:
             prepared = self.prepare(sample)
             g = torch.Generator().manual_seed(self.config.run.seed * 1_000_003 + pos)
             t = sample_logit_normal(1, self.config.loss.logit_mean, self.config.loss.logit_std, g)
-            noise = torch.randn(prepared.x0.shape, generator=g).to(prepared.x0.device)
+            noise = torch.randn(prepared.x0.shape, generator=g, device=g.device).to(prepared.x0.device)
             with self.accelerator.accumulate(self.objective), self.accelerator.autocast():
                 out = self.objective(prepared, t.to(prepared.x0.device), noise, self.negatives_for(sample))
                 loss = out["loss"]
