@@ -79,6 +79,28 @@ def empty_latent(width: int, height: int, batch: int = 1) -> torch.Tensor:
     return torch.zeros(batch, _tiny_flux_module().LATENT_CHANNELS, height // 8, width // 8)
 
 
+def weight_bytes(patcher) -> dict[str, torch.Tensor]:
+    """Every parameter of the patcher's diffusion model as its stored bytes (fp8 and GGUF-quantised blocks as
+    they are), cloned: a snapshot for bit-identity checks."""
+    return {
+        name: p.detach().as_subclass(torch.Tensor).clone().view(torch.uint8)
+        for name, p in patcher.model.diffusion_model.named_parameters()
+    }
+
+
+def assert_weights_unchanged(patcher, snapshot: dict[str, torch.Tensor]) -> None:
+    """After unloading every model: the weights equal ``snapshot`` (:func:`weight_bytes`) byte for byte and no
+    parameter keeps a ``patches`` list (ComfyUI-GGUF's per-tensor LoRA patches)."""
+    import comfy.model_management as mm
+
+    mm.unload_all_models()
+    now = weight_bytes(patcher)
+    assert now.keys() == snapshot.keys()
+    changed = [k for k in now if not torch.equal(now[k], snapshot[k])]
+    assert not changed, f"base weights changed: {changed[:5]}"
+    assert not any(getattr(p, "patches", []) for p in patcher.model.diffusion_model.parameters())
+
+
 def sample(
     patcher,
     positive,

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from integration import comfy_harness, gguf_support
-from integration.test_nodes_comfy import PACK, H, W, _apply, _run
-from integration.test_nodes_compat import _loaded_call, _user_lora
+from integration.test_nodes_comfy import _apply
+from integration.test_nodes_compat import _loaded_call, _user_lora, check_anyphoto_on_cast_weights
 
 
 @pytest.fixture(scope="module")
@@ -31,62 +31,19 @@ def gguf_base(gguf_pack, tmp_path_factory):
     return gguf_support.load_flux_gguf(path)
 
 
-def _raw_weights(patcher) -> dict[str, torch.Tensor]:
-    """Every parameter's stored bytes (quantised blocks as they are), for bit-identity checks."""
-    return {
-        name: p.detach().as_subclass(torch.Tensor).clone().view(torch.uint8)
-        for name, p in patcher.model.diffusion_model.named_parameters()
-    }
-
-
-def _assert_unchanged(patcher, snapshot) -> None:
-    import comfy.model_management as mm
-
-    mm.unload_all_models()
-    now = _raw_weights(patcher)
-    assert now.keys() == snapshot.keys()
-    changed = [k for k in now if not torch.equal(now[k], snapshot[k])]
-    assert not changed, f"GGUF base weights changed: {changed[:5]}"
-    assert not any(getattr(p, "patches", []) for p in patcher.model.diffusion_model.parameters())
-
-
 def test_anyphoto_on_gguf_quantised_flux(gguf_pack, gguf_base, monkeypatch):
-    """Sampling runs and is finite; uncond rows (identities hidden from global queries) equal the GGUF model's
-    own output; the identity tokens' linears dequantise through GGMLLayer.cast_bias_weight; the base stays
-    bit-identical and samples the same latent afterwards."""
+    """Q8_0 weights dequantised per call: :func:`check_anyphoto_on_cast_weights` through
+    ``GGMLLayer.cast_bias_weight``; the patched clone keeps ComfyUI-GGUF's patcher."""
     qkv = gguf_base.model.diffusion_model.double_blocks[0].img_attn.qkv
     assert isinstance(qkv, gguf_pack.ops.GGMLLayer) and qkv.weight.tensor_type.name == "Q8_0"
-    snapshot = _raw_weights(gguf_base)
-    before = _run(gguf_base, cfg=1.0, batch=1)
-    patched = _apply(gguf_base, 2)
-    assert isinstance(patched, gguf_pack.nodes.GGUFModelPatcher)  # the clone keeps ComfyUI-GGUF's patcher
-    out = _run(patched, cfg=1.0, batch=1)
-    assert torch.isfinite(out).all()
-    assert (out - before).abs().max() > 1e-4
-
-    ref = _loaded_call(gguf_base, with_anyphoto=False)
-    widths = set()
-    cast = gguf_pack.ops.GGMLLayer.cast_bias_weight
-
-    def recording_cast(module, input=None, *args, **kwargs):
-        widths.add(input.shape[1] if input is not None and input.dim() == 3 else None)
-        return cast(module, input, *args, **kwargs)
-
-    monkeypatch.setattr(gguf_pack.ops.GGMLLayer, "cast_bias_weight", recording_cast)
-    hidden = _loaded_call(patched, with_anyphoto=True)
-    monkeypatch.undo()
-    img_tokens = (H // 16) * (W // 16)
-    assert img_tokens + sum(PACK.model.identity_inputs_of(patched).lengths) in widths
-    torch.testing.assert_close(hidden[0], ref[0], rtol=1e-5, atol=1e-5)
-    assert (hidden[1] - ref[1]).abs().max() > 1e-4
-    _assert_unchanged(gguf_base, snapshot)
-    assert torch.equal(_run(gguf_base, cfg=1.0, batch=1), before)
+    patched = check_anyphoto_on_cast_weights(gguf_base, gguf_pack.ops.GGMLLayer, monkeypatch)
+    assert isinstance(patched, gguf_pack.nodes.GGUFModelPatcher)
 
 
 def test_user_lora_on_gguf_is_applied_inside_anyphoto_blocks(gguf_base):
     """A LoRA on the GGUF model (patches dequantised per call by ComfyUI-GGUF): AnyPhoto's uncond rows equal
     the LoRA'd GGUF model, which differs from the plain GGUF model; the base keeps no patch afterwards."""
-    snapshot = _raw_weights(gguf_base)
+    snapshot = comfy_harness.weight_bytes(gguf_base)
     lora = _user_lora(gguf_base)
     patched = _apply(lora, 2)
     plain = _loaded_call(gguf_base, with_anyphoto=False)
@@ -95,4 +52,4 @@ def test_user_lora_on_gguf_is_applied_inside_anyphoto_blocks(gguf_base):
     assert (ref - plain).abs().max() > 1e-3
     torch.testing.assert_close(out[0], ref[0], rtol=1e-5, atol=1e-5)
     assert (out[1] - ref[1]).abs().max() > 1e-4
-    _assert_unchanged(gguf_base, snapshot)
+    comfy_harness.assert_weights_unchanged(gguf_base, snapshot)

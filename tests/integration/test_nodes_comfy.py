@@ -86,6 +86,31 @@ def _run(patcher, cfg, batch=2, seed=0):
     return comfy_harness.sample(patcher, pos, neg, latent, steps=3, cfg=cfg, seed=seed)
 
 
+def _uncond_cond_inputs(dm, seed: int = 0):
+    """Inputs of one ``Flux.forward`` on batch [uncond, cond] (one prompt, t = 0.6, guidance 3.5): ``x``
+    [2, 16, H/8, W/8], ``t`` [2], ``context`` [2, 7, context_in_dim], ``y`` [2, vec_in_dim], ``guidance`` [2]."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 16, H // 8, W // 8, generator=g)
+    ctx = torch.randn(1, 7, dm.params.context_in_dim, generator=g).expand(2, -1, -1)
+    y = torch.randn(1, dm.params.vec_in_dim, generator=g).expand(2, -1)
+    return x, torch.tensor([0.6, 0.6]), ctx, y, torch.tensor([3.5, 3.5])
+
+
+def _uncond_cond_call(patcher, with_anyphoto: bool, seed: int = 0) -> torch.Tensor:
+    """ComfyUI's own ``Flux.forward`` of ``patcher``'s diffusion model on :func:`_uncond_cond_inputs`, with or
+    without ``patcher``'s AnyPhoto wrapper. Returns ``[2, 16, H/8, W/8]``."""
+    import comfy.patcher_extension
+
+    dm = patcher.model.diffusion_model
+    x, t, ctx, y, guidance = _uncond_cond_inputs(dm, seed)
+    options = {"cond_or_uncond": [1, 0], "sigmas": t}
+    if with_anyphoto:
+        key = comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL
+        options["wrappers"] = {key: {"anyphoto": patcher.get_all_wrappers(key)}}
+    with torch.no_grad():
+        return dm(x, t, ctx, y=y, guidance=guidance, transformer_options=options)
+
+
 @pytest.mark.parametrize("people", [1, 3])
 @pytest.mark.parametrize("cfg", [1.0, 3.0])
 def test_apply_changes_output_and_leaves_base_bit_identical(base, people, cfg):
@@ -101,30 +126,9 @@ def test_apply_changes_output_and_leaves_base_bit_identical(base, people, cfg):
 def test_identities_hidden_from_global_queries_reproduce_base(base):
     """Batch [uncond, cond] through ComfyUI's Flux.forward with the pack's wrapper: the uncond row, whose
     global queries do not see the identities, equals the unpatched model; the cond row differs."""
-    import comfy.patcher_extension
-
     patched = _apply(base, 3)
-    dm = base.model.diffusion_model
-    wrappers = patched.get_all_wrappers(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 16, H // 8, W // 8, generator=g)
-    ctx = torch.randn(1, 7, dm.params.context_in_dim, generator=g).expand(2, -1, -1)
-    y = torch.randn(1, dm.params.vec_in_dim, generator=g).expand(2, -1)
-    t, guidance = torch.tensor([0.6, 0.6]), torch.tensor([3.5, 3.5])
-    options = {"cond_or_uncond": [1, 0], "sigmas": t}
-    with torch.no_grad():
-        ref = dm(x, t, ctx, y=y, guidance=guidance, transformer_options=dict(options))
-        out = dm(
-            x,
-            t,
-            ctx,
-            y=y,
-            guidance=guidance,
-            transformer_options={
-                **options,
-                "wrappers": {comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL: {"anyphoto": wrappers}},
-            },
-        )
+    ref = _uncond_cond_call(base, with_anyphoto=False)
+    out = _uncond_cond_call(patched, with_anyphoto=True)
     torch.testing.assert_close(out[0], ref[0], rtol=1e-5, atol=1e-5)
     assert (out[1] - ref[1]).abs().max() > 1e-4
 
@@ -134,8 +138,6 @@ def test_node_weights_and_lora_strength_are_exact_and_match_the_core_reference(b
     LoRA are scaled exactly, and ComfyUI's own Flux forward through the pack's wrapper equals the core
     reference FLUX (same weights) fed with independently scaled identity inputs."""
     import dataclasses
-
-    import comfy.patcher_extension
 
     from anyphoto_core.flux import flux_from_state_dict
     from anyphoto_core.tokens import image_token_ids, pack_latent, unpack_tokens
@@ -155,22 +157,12 @@ def test_node_weights_and_lora_strength_are_exact_and_match_the_core_reference(b
         torch.testing.assert_close(inputs.lora_delta(path, x_id), 0.3 * core.lora_delta(path, x_id), rtol=0, atol=0)
 
     dm = base.model.diffusion_model
-    wrappers = patched.get_all_wrappers(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL)
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 16, H // 8, W // 8, generator=g)
-    ctx = torch.randn(1, 7, dm.params.context_in_dim, generator=g).expand(2, -1, -1)
-    y = torch.randn(1, dm.params.vec_in_dim, generator=g).expand(2, -1)
-    t, guidance = torch.tensor([0.6, 0.6]), torch.tensor([3.5, 3.5])
-    options = {
-        "cond_or_uncond": [1, 0],
-        "sigmas": t,
-        "wrappers": {comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL: {"anyphoto": wrappers}},
-    }
+    x, t, ctx, y, guidance = _uncond_cond_inputs(dm, seed=1)
+    out = _uncond_cond_call(patched, with_anyphoto=True, seed=1)
     reference_model = flux_from_state_dict(dict(dm.state_dict()), dtype=torch.float32)
     independent = dataclasses.replace(inputs, delta=want, lora_delta=core.lora_function(0.3))
     h_tok, w_tok = H // 16, W // 16
     with torch.no_grad():
-        out = dm(x, t, ctx, y=y, guidance=guidance, transformer_options=options)
         ref = reference_model.forward_anyphoto(
             pack_latent(x),
             image_token_ids(h_tok, w_tok)[None].expand(2, -1, -1),

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from integration import comfy_harness
-from integration.test_nodes_comfy import PACK, H, W, _apply, _run
+from integration.test_nodes_comfy import PACK, H, W, _apply, _run, _uncond_cond_call
 
 #: Where the user's LoRA goes (LoraLoader key names): a double-block attention and two single-block linear1.
 LORA_MODULES = ("double_blocks.0.img_attn.qkv", "single_blocks.0.linear1", "single_blocks.1.linear1")
@@ -82,40 +82,6 @@ def _lowvram_patched(dm) -> list[str]:
     ]
 
 
-def _state(base) -> dict[str, torch.Tensor]:
-    """The base model's weights as raw bytes (fp8 included), for bit-identity checks."""
-    return {k: v.detach().clone().view(torch.uint8) for k, v in base.model.diffusion_model.state_dict().items()}
-
-
-def _assert_bit_identical(base, snapshot) -> None:
-    import comfy.model_management as mm
-
-    mm.unload_all_models()
-    now = _state(base)
-    assert now.keys() == snapshot.keys()
-    changed = [k for k in now if not torch.equal(now[k], snapshot[k])]
-    assert not changed, f"base weights changed: {changed[:5]}"
-
-
-def _uncond_cond_call(patcher, with_anyphoto: bool) -> torch.Tensor:
-    """One ``Flux.forward`` on batch [uncond, cond] of the loaded ``patcher``, with or without its AnyPhoto
-    wrapper. Returns ``[2, 16, H/8, W/8]``."""
-    import comfy.patcher_extension
-
-    dm = patcher.model.diffusion_model
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 16, H // 8, W // 8, generator=g)
-    ctx = torch.randn(1, 7, dm.params.context_in_dim, generator=g).expand(2, -1, -1)
-    y = torch.randn(1, dm.params.vec_in_dim, generator=g).expand(2, -1)
-    t, guidance = torch.tensor([0.6, 0.6]), torch.tensor([3.5, 3.5])
-    options = {"cond_or_uncond": [1, 0], "sigmas": t}
-    if with_anyphoto:
-        key = comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL
-        options["wrappers"] = {key: {"anyphoto": patcher.get_all_wrappers(key)}}
-    with torch.no_grad():
-        return dm(x, t, ctx, y=y, guidance=guidance, transformer_options=options)
-
-
 def _loaded_call(patcher, with_anyphoto: bool, budget: int | None = None) -> torch.Tensor:
     """:func:`_uncond_cond_call` with ``patcher`` loaded by ComfyUI under ``budget`` (None: full load)."""
     import comfy.model_management as mm
@@ -145,46 +111,54 @@ def fp8_base(comfy):
     return _fp8_flux(seed=0)
 
 
-def test_fp8_stored_weights(fp8_base, monkeypatch):
-    """fp8 weights, fp32 compute: sampling runs, AnyPhoto changes it, hidden identities reproduce the model;
-    the identity tokens' linears go through ``comfy.ops.cast_bias_weight``."""
-    import comfy.ops
-
-    dm = fp8_base.model.diffusion_model
-    qkv = dm.double_blocks[0].img_attn.qkv
-    assert qkv.weight.dtype == torch.float8_e4m3fn and qkv.comfy_cast_weights
-    assert fp8_base.model.manual_cast_dtype == torch.float32
-    snapshot = _state(fp8_base)
-    before = _run(fp8_base, cfg=1.0, batch=1)
-    patched = _apply(fp8_base, 2)
+def check_anyphoto_on_cast_weights(base, cast_owner, monkeypatch):
+    """Checks shared by bases whose stored weights ComfyUI casts per call through ``cast_owner.cast_bias_weight``
+    (fp8 storage: ``comfy.ops``; GGUF: ``GGMLLayer``): AnyPhoto sampling is finite and changes the latent; the
+    identity tokens' linears go through that cast (a call sees image + identity tokens); uncond rows (identities
+    hidden from global queries) equal the base's own output, cond rows differ; the base stays bit-identical and
+    samples the same latent afterwards. Returns the patched clone."""
+    snapshot = comfy_harness.weight_bytes(base)
+    before = _run(base, cfg=1.0, batch=1)
+    patched = _apply(base, 2)
     out = _run(patched, cfg=1.0, batch=1)
     assert torch.isfinite(out).all()
     assert (out - before).abs().max() > 1e-4
 
-    ref = _loaded_call(fp8_base, with_anyphoto=False)
-    cast_widths = set()
-    cast = comfy.ops.cast_bias_weight
+    ref = _loaded_call(base, with_anyphoto=False)
+    widths = set()
+    cast = cast_owner.cast_bias_weight
 
     def recording_cast(module, input=None, *args, **kwargs):
-        cast_widths.add(input.shape[1] if input is not None and input.dim() == 3 else None)
+        widths.add(input.shape[1] if input is not None and input.dim() == 3 else None)
         return cast(module, input, *args, **kwargs)
 
-    monkeypatch.setattr(comfy.ops, "cast_bias_weight", recording_cast)
-    hidden = _loaded_call(patched, with_anyphoto=True)
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(cast_owner, "cast_bias_weight", recording_cast)
+        hidden = _loaded_call(patched, with_anyphoto=True)
     img_tokens = (H // 16) * (W // 16)
-    assert img_tokens + sum(PACK.model.identity_inputs_of(patched).lengths) in cast_widths
+    assert img_tokens + sum(PACK.model.identity_inputs_of(patched).lengths) in widths
     torch.testing.assert_close(hidden[0], ref[0], rtol=1e-5, atol=1e-5)
     assert (hidden[1] - ref[1]).abs().max() > 1e-4
-    _assert_bit_identical(fp8_base, snapshot)
-    assert torch.equal(_run(fp8_base, cfg=1.0, batch=1), before)
+    comfy_harness.assert_weights_unchanged(base, snapshot)
+    assert torch.equal(_run(base, cfg=1.0, batch=1), before)
+    return patched
+
+
+def test_fp8_stored_weights(fp8_base, monkeypatch):
+    """fp8 weights, fp32 compute: :func:`check_anyphoto_on_cast_weights` through ``comfy.ops.cast_bias_weight``."""
+    import comfy.ops
+
+    qkv = fp8_base.model.diffusion_model.double_blocks[0].img_attn.qkv
+    assert qkv.weight.dtype == torch.float8_e4m3fn and qkv.comfy_cast_weights
+    assert fp8_base.model.manual_cast_dtype == torch.float32
+    check_anyphoto_on_cast_weights(fp8_base, comfy.ops, monkeypatch)
 
 
 @pytest.mark.parametrize("load", ["full", "lowvram"])
 def test_user_lora_is_applied_inside_anyphoto_blocks(fp32_base, load):
     """Identities hidden from the global queries (uncond row): AnyPhoto on a LoRA'd model equals that LoRA'd
     model, under a full load (LoRA patched into the weights) and under lowvram (LoRA applied per call)."""
-    snapshot = _state(fp32_base)
+    snapshot = comfy_harness.weight_bytes(fp32_base)
     budget = _lowvram_budget(fp32_base) if load == "lowvram" else None
     lora = _user_lora(fp32_base)
     patched = _apply(lora, 2)
@@ -194,7 +168,7 @@ def test_user_lora_is_applied_inside_anyphoto_blocks(fp32_base, load):
     assert (ref - plain).abs().max() > 1e-3  # the LoRA matters
     torch.testing.assert_close(out[0], ref[0], rtol=1e-5, atol=1e-5)
     assert (out[1] - ref[1]).abs().max() > 1e-4
-    _assert_bit_identical(fp32_base, snapshot)
+    comfy_harness.assert_weights_unchanged(fp32_base, snapshot)
 
 
 def test_lowvram_partial_load_matches_full_load(fp32_base):
@@ -202,7 +176,7 @@ def test_lowvram_partial_load_matches_full_load(fp32_base):
     cast per call) gives the full load's latent; the raw ``.weight`` there lacks the LoRA."""
     import comfy.model_management as mm
 
-    snapshot = _state(fp32_base)
+    snapshot = comfy_harness.weight_bytes(fp32_base)
     base_before = _run(fp32_base, cfg=1.0, batch=1)
     patched = _apply(_user_lora(fp32_base), 2)
     dm = fp32_base.model.diffusion_model
@@ -220,5 +194,5 @@ def test_lowvram_partial_load_matches_full_load(fp32_base):
     torch.testing.assert_close(low, full, rtol=1e-4, atol=1e-5)
     assert (low - anyphoto_only).abs().max() > 1e-4  # the LoRA acts inside AnyPhoto's forward
     assert (low - base_before).abs().max() > 1e-4
-    _assert_bit_identical(fp32_base, snapshot)
+    comfy_harness.assert_weights_unchanged(fp32_base, snapshot)
     assert torch.equal(_run(fp32_base, cfg=1.0, batch=1), base_before)
