@@ -7,12 +7,13 @@ import re
 import numpy as np
 import pytest
 import torch
+from fixtures import comfy_flux_imitation as comfy_flux
 from fixtures.face_models import render_scene
 from integration.anyphoto_pack import load_pack
 
 from anyphoto_core.conditioning import null_identity_inputs
 from anyphoto_core.identity import IdentityInputs
-from anyphoto_core.tokens import image_token_ids
+from anyphoto_core.tokens import image_token_ids, pack_latent, unpack_tokens
 from tests.tiny import TINY, tiny_adapter, tiny_flux
 
 PACK = load_pack()
@@ -76,59 +77,12 @@ def test_face_refs_embed_and_canvas_nodes(fixture_analyzer, tmp_path, monkeypatc
         PACK.canvas.build_canvas_set(refs, 300, 256, placements)
 
 
-class _Executor:
-    """Minimal stand-in for ComfyUI's WrapperExecutor around a forward_orig-like function."""
-
-    def __init__(self, class_obj, fn):
-        self.class_obj, self.fn = class_obj, fn
-
-    def __call__(self, *args, **kwargs):
-        return self.fn(*args, **kwargs)
-
-
-def _comfy_like_forward(model, img, img_ids, txt, txt_ids, t, y, guidance, transformer_options):
-    """ComfyUI Flux.forward_orig's patch contract (post_input, dit block replace) over the core FLUX."""
-    n_img = img.shape[1]
-    vec = model.conditioning_vector(t, y, guidance)
-    img, txt = model.img_in(img), model.txt_in(txt)
-    for p in transformer_options.get("patches", {}).get("post_input", []):
-        out = p({"img": img, "txt": txt, "img_ids": img_ids, "txt_ids": txt_ids})
-        img, txt, img_ids, txt_ids = out["img"], out["txt"], out["img_ids"], out["txt_ids"]
-    pe = model.pe_embedder(torch.cat((txt_ids.float(), img_ids.float()), 1))
-    dit = transformer_options.get("patches_replace", {}).get("dit", {})
-    for i, block in enumerate(model.double_blocks):
-
-        def original(a, block=block):
-            i_, t_ = block(a["img"], a["txt"], a["vec"], a["pe"])
-            return {"img": i_, "txt": t_}
-
-        args = {
-            "img": img,
-            "txt": txt,
-            "vec": vec,
-            "pe": pe,
-            "attn_mask": None,
-            "transformer_options": transformer_options,
-        }
-        out = (
-            dit[("double_block", i)](args, {"original_block": original})
-            if ("double_block", i) in dit
-            else original(args)
-        )
-        img, txt = out["img"], out["txt"]
-    x = torch.cat((txt, img), 1)
-    for i, block in enumerate(model.single_blocks):
-        args = {"img": x, "vec": vec, "pe": pe, "attn_mask": None, "transformer_options": transformer_options}
-        original = {"original_block": lambda a, b=block: {"img": b(a["img"], a["vec"], a["pe"])}}
-        key = ("single_block", i)
-        x = (dit[key](args, original) if key in dit else original["original_block"](args))["img"]
-    return model.final_layer(x[:, txt.shape[1] : txt.shape[1] + n_img], vec)
-
-
 H_TOK, W_TOK = 4, 6
 
 
-def _setup(lengths, batch=2):
+def _setup(lengths, batch=2, latent_hw=(2 * H_TOK, 2 * W_TOK)):
+    """Tiny core FLUX, adapter, identity inputs on the (H_TOK, W_TOK) token grid, and ComfyUI-style forward
+    inputs ``(x (B, 16, h, w) latent, timestep, context, y, guidance)``."""
     model, adapter = tiny_flux(), tiny_adapter().double()
     g = torch.Generator().manual_seed(0)
     m = sum(lengths)
@@ -137,37 +91,61 @@ def _setup(lengths, batch=2):
     tokens = torch.randn(1, m, 64, generator=g, dtype=torch.float64)
     deltas = torch.randn(len(lengths), TINY.hidden_size, generator=g, dtype=torch.float64) * 0.3
     identities = IdentityInputs(tokens, ids, tuple(lengths), deltas, (H_TOK, W_TOK), adapter.lora_function(1.0))
-    img = torch.randn(batch, H_TOK * W_TOK, 64, generator=g, dtype=torch.float64)
-    img_ids = image_token_ids(H_TOK, W_TOK)[None].expand(batch, -1, -1)
-    txt = torch.randn(batch, 5, TINY.context_in_dim, generator=g, dtype=torch.float64)
+    x = torch.randn(batch, 16, *latent_hw, generator=g, dtype=torch.float64)
+    context = torch.randn(batch, 5, TINY.context_in_dim, generator=g, dtype=torch.float64)
     t = torch.full((batch,), 0.5, dtype=torch.float64)
     y = torch.randn(batch, TINY.vec_in_dim, generator=g, dtype=torch.float64)
     guidance = torch.full((batch,), 3.5, dtype=torch.float64)
-    inputs = (img, img_ids, txt, torch.zeros(batch, 5, 3), t, y, guidance)
-    return model, adapter, identities, inputs
+    return model, adapter, identities, (x, t, context, y, guidance)
 
 
-def _wrapped(model, identities, inputs, options, window=None):
-    wrapper = PACK.patching.AnyPhotoWrapper(identities, window or PACK.patching.SigmaWindow())
-    x = torch.zeros(inputs[0].shape[0], 16, 2 * H_TOK, 2 * W_TOK)
-    ex = _Executor(model, lambda *a, **k: _comfy_like_forward(model, *inputs, a[7]))
-    return wrapper(ex, x, None, None, None, None, None, None, options)
+def _core_reference(model, inputs, identities, **kwargs):
+    """The core reference FLUX (``forward_anyphoto``) on the latent as ComfyUI pads it (circular, to whole
+    2x2 patches), packed; the output back at the latent's size."""
+    x, t, context, y, guidance = inputs
+    h, w = x.shape[-2:]
+    padded = torch.nn.functional.pad(x, (0, w % 2, 0, h % 2), mode="circular")
+    h_tok, w_tok = padded.shape[-2] // 2, padded.shape[-1] // 2
+    img_ids = image_token_ids(h_tok, w_tok)[None].expand(len(x), -1, -1)
+    txt_ids = torch.zeros(len(x), context.shape[1], 3)
+    out = model.forward_anyphoto(pack_latent(padded), img_ids, context, txt_ids, t, y, guidance, identities, **kwargs)
+    return unpack_tokens(out, h_tok, w_tok)[:, :, :h, :w]
 
 
+def _wrapped(model, identities, inputs, options, window=None, null_inputs=None, **kwargs):
+    """The imitation of ComfyUI's ``Flux.forward`` with the pack's wrapper registered in ``options``."""
+    wrapper = PACK.patching.AnyPhotoWrapper(identities, window or PACK.patching.SigmaWindow(), null_inputs=null_inputs)
+    options = {**options, "wrappers": {comfy_flux.DIFFUSION_MODEL: {PACK.patching.WRAPPER_KEY: [wrapper]}}}
+    return comfy_flux.flux_forward(model, *inputs, transformer_options=options, **kwargs)
+
+
+@pytest.mark.parametrize("latent_hw", [(2 * H_TOK, 2 * W_TOK), (2 * H_TOK - 1, 2 * W_TOK - 1)], ids=["even", "padded"])
 @pytest.mark.parametrize("lengths", [(3,), (2, 3, 1)])
-def test_wrapper_callbacks_equal_core_reference(lengths):
-    model, adapter, identities, inputs = _setup(lengths)
+def test_wrapper_callbacks_equal_core_reference(lengths, latent_hw):
+    """ComfyUI's forward (imitated: wrapper executor, padding, patchify, img_ids, post_input, block replacements,
+    unpatchify) with the pack's wrapper equals the core reference FLUX; an odd latent is padded like ComfyUI."""
+    model, adapter, identities, inputs = _setup(lengths, latent_hw=latent_hw)
     out = _wrapped(model, identities, inputs, {"cond_or_uncond": [1, 0], "sigmas": torch.tensor([0.5])})
-    ref = model.forward_anyphoto(*inputs, identities, global_sees_identities=torch.tensor([False, True]))
+    ref = _core_reference(model, inputs, identities, global_sees_identities=torch.tensor([False, True]))
+    assert out.shape == inputs[0].shape
     torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
-    stock = model(*inputs)
+    stock = comfy_flux.flux_forward(model, *inputs)
+    torch.testing.assert_close(stock, _core_reference(model, inputs, None), rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(out[0], stock[0], rtol=1e-9, atol=1e-9)  # uncond row: identities hidden
     assert (out[1] - stock[1]).abs().max() > 1e-4
 
 
+def test_wrapper_refuses_an_attention_mask_conditioning():
+    """ComfyUI passes ``attention_mask`` to every block as ``attn_mask``; the identity blocks cannot honour it."""
+    model, _, identities, inputs = _setup((2,))
+    mask = torch.zeros(2, 1, 5 + H_TOK * W_TOK, 5 + H_TOK * W_TOK, dtype=torch.float64)
+    with pytest.raises(ValueError, match="attention-mask conditioning"):
+        _wrapped(model, identities, inputs, {"sigmas": torch.tensor([0.5])}, attention_mask=mask)
+
+
 def test_wrapper_inactive_outside_start_end_and_when_disabled():
     model, _, identities, inputs = _setup((2, 2))
-    stock = model(*inputs)
+    stock = comfy_flux.flux_forward(model, *inputs)
     sigma = {"sigmas": torch.tensor([0.5])}
     late = PACK.patching.SigmaWindow(0.4, 0.1)
     torch.testing.assert_close(_wrapped(model, identities, inputs, sigma, late), stock, rtol=0, atol=0)
@@ -198,14 +176,11 @@ def test_wrapper_null_flag_runs_the_trained_null():
     """With the sampler's null flag the wrapper runs the null identity inputs it was given (core reference)."""
     model, adapter, identities, inputs = _setup((2, 3))
     null = null_identity_inputs(adapter, identities)
-    wrapper = PACK.patching.AnyPhotoWrapper(identities, PACK.patching.SigmaWindow(), null_inputs=null)
-    x = torch.zeros(inputs[0].shape[0], 16, 2 * H_TOK, 2 * W_TOK)
-    ex = _Executor(model, lambda *a, **k: _comfy_like_forward(model, *inputs, a[7]))
     options = {"sigmas": torch.tensor([0.5]), PACK.patching.NULL_FLAG: True}
-    out = wrapper(ex, x, None, None, None, None, None, None, options)
-    torch.testing.assert_close(out, model.forward_anyphoto(*inputs, null), rtol=1e-9, atol=1e-9)
-    assert (out - model.forward_anyphoto(*inputs, identities)).abs().max() > 1e-4
-    assert (out - model(*inputs)).abs().max() > 1e-4
+    out = _wrapped(model, identities, inputs, options, null_inputs=null)
+    torch.testing.assert_close(out, _core_reference(model, inputs, null), rtol=1e-9, atol=1e-9)
+    assert (out - _core_reference(model, inputs, identities)).abs().max() > 1e-4
+    assert (out - _core_reference(model, inputs, None)).abs().max() > 1e-4
     assert PACK.sampler.NULL_PASS_FLAGS == {
         "trained null": PACK.patching.NULL_FLAG,
         "no identities": PACK.patching.DISABLE_FLAG,
