@@ -119,7 +119,7 @@ def null_identity_inputs(adapter: AnyPhotoAdapter, inputs: IdentityInputs) -> Id
     tokens and the ArcFace embeddings to zero"): every identity of ``inputs`` keeps its token positions
     and ids, its token values are 0 and its embedding is 0, so ``delta_i = MLP(0)`` (no identity weight:
     dropout never scaled it); the LoRA function is unchanged. The unconditional pass of identity guidance."""
-    zeros = torch.zeros(len(inputs.lengths), adapter.config.embedding_dim)
+    zeros = torch.zeros(len(inputs.lengths), adapter.config.embedding_dim, device=inputs.delta.device)
     with torch.no_grad():
         null_delta = adapter.modulation_offsets(zeros).float()
     return dataclasses.replace(

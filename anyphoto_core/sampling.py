@@ -35,7 +35,7 @@ def flux_schedule(steps: int, image_tokens: int, shift: bool = True) -> list[flo
     """``steps + 1`` timesteps from 1 to 0 (FLUX.1-dev shifts them; schnell does not)."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    ts = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64).tolist()
+    ts = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64, device="cpu").tolist()
     if not shift:
         return ts
     mu = time_shift_mu(image_tokens)

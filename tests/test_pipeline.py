@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from fixtures.face_models import insightface_image
+from fixtures.own_default_device import own_code_default_device
 
 from anyphoto_core.app.models import TinyRecognizer
 from anyphoto_core.app.pipeline import AnyPhotoPipeline, GenerationSettings
@@ -71,6 +72,18 @@ def test_identity_guidance_changes_output(pipe, identities):
 
     two = np.asarray(pipe.generate(dataclasses.replace(SETTINGS, id_guidance=2.0), identities, PLACEMENTS).image)
     assert np.abs(two.astype(int) - one).max() > 0
+
+
+def test_generation_creates_no_tensor_on_the_default_device(pipe, identities):
+    """Canvases, VAE, tokens, identity inputs, identity guidance's trained null, the sampler and the decode with
+    the project's stray tensor factories sent to ``meta`` (:mod:`fixtures.own_default_device`): the same image."""
+    import dataclasses
+
+    settings = dataclasses.replace(SETTINGS, id_guidance=2.0)
+    plain = pipe.generate(settings, identities, PLACEMENTS)
+    with own_code_default_device("meta"):
+        redirected = pipe.generate(settings, identities, PLACEMENTS)
+    np.testing.assert_array_equal(np.asarray(redirected.image), np.asarray(plain.image))
 
 
 def test_bad_size_is_refused():

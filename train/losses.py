@@ -13,7 +13,8 @@ from torch import Tensor
 
 def sample_logit_normal(batch: int, mean: float = 0.0, std: float = 1.0, generator=None, device=None) -> Tensor:
     """``t = sigmoid(N(mean, std))`` of shape ``(batch,)``, float32, on ``device``; drawn on the generator's device."""
-    z = torch.randn(batch, generator=generator, dtype=torch.float32, device=generator.device if generator else device)
+    draw_on = generator.device if generator is not None else device
+    z = torch.randn(batch, generator=generator, dtype=torch.float32, device=draw_on)
     return torch.sigmoid(mean + std * z).to(device)
 
 

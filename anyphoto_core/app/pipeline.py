@@ -210,7 +210,7 @@ class AnyPhotoPipeline:
     def initial_noise(self, settings: GenerationSettings) -> torch.Tensor:
         """Packed noise ``(1, h_tok * w_tok, 64)`` float32, drawn on the CPU from ``settings.seed``."""
         gen = torch.Generator("cpu").manual_seed(settings.seed)
-        noise = torch.randn(1, 16, settings.height // 8, settings.width // 8, generator=gen)
+        noise = torch.randn(1, 16, settings.height // 8, settings.width // 8, generator=gen, device="cpu")
         return pack_latent(noise)
 
     @torch.no_grad()
