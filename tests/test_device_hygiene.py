@@ -1,9 +1,10 @@
 """Device hygiene: a whole AnyPhoto forward with model, adapter and inputs on the ``meta`` device.
 
 A tensor the method creates without ``device=`` lands on the CPU and cannot meet the meta tensors, so
-this catches, on a CPU-only machine, what would otherwise first fail (or silently sync) on a GPU.
+this catches, on a CPU-only machine, what would otherwise first fail (or silently sync) on a GPU. A trainer step
+and a pipeline generation read data-dependent values and cannot run on ``meta``: see
+``tests/train/test_trainer_device.py`` and ``tests/test_pipeline.py`` (``fixtures/own_default_device.py``).
 """
-
 
 from tests.test_flux_anyphoto import _identities, _inputs
 from tests.tiny import tiny_adapter, tiny_flux
