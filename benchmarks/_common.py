@@ -74,6 +74,9 @@ def synchronize(device: torch.device) -> None:
 #: counts the threads' spin-waiting); CUDA timing is always wall.
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
+#: ``--dtype`` choices.
+DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+
 
 def timed(fn: Callable[[], object], device: torch.device, clock: str = "wall") -> float:
     """Seconds of one call on ``clock`` (:data:`CLOCKS`; device synchronized before and after)."""
@@ -322,7 +325,7 @@ def forward_floor(n_global: int, lengths: Sequence[int], hidden: int, mlp_hidden
 
 
 def benchmark_arg_parser(description: str, quick_help: str) -> argparse.ArgumentParser:
-    """The options every benchmark script shares: ``--json --quick --threads --rounds --cpu --clock``."""
+    """The options every benchmark script shares: ``--json --quick --threads --rounds --cpu --clock --dtype``."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="one JSON object per row")
     parser.add_argument("--quick", action="store_true", help=quick_help)
@@ -335,5 +338,12 @@ def benchmark_arg_parser(description: str, quick_help: str) -> argparse.Argument
         default="wall",
         help="wall: elapsed seconds; cpu: this process's CPU seconds, robust to other jobs on a shared "
         "machine (use with --threads 1); CUDA is always timed on the wall clock",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        default="bfloat16",
+        help="weights and activations (FLUX runs in bf16; a CPU without AVX512-BF16/AMX emulates bf16 matmuls "
+        "~8x slower than float32, which makes float32 the only affordable choice there)",
     )
     return parser

@@ -18,6 +18,7 @@ import json
 
 import torch
 from _common import (
+    DTYPES,
     RoundPrinter,
     benchmark_arg_parser,
     environment,
@@ -34,7 +35,7 @@ N_TXT, HEADS, HEAD_DIM = 512, 24, 128
 
 def run(args) -> list[dict]:
     cuda = torch.cuda.is_available() and not args.cpu
-    device, dtype = torch.device("cuda" if cuda else "cpu"), torch.bfloat16
+    device, dtype = torch.device("cuda" if cuda else "cpu"), DTYPES[args.dtype]
     torch.set_num_threads(args.threads)
     env = {**environment(device, dtype), "clock": "wall" if cuda else args.clock}
     rows = []

@@ -29,6 +29,7 @@ import json
 
 import torch
 from _common import (
+    DTYPES,
     RoundPrinter,
     benchmark_arg_parser,
     block_flops,
@@ -174,10 +175,11 @@ def config_floor(config: Config, n_global: int, params: FluxParams) -> float:
 def run(args) -> list[dict]:
     cuda = torch.cuda.is_available() and not args.cpu
     device = torch.device("cuda" if cuda else "cpu")
-    dtype = torch.bfloat16
+    dtype = DTYPES[args.dtype]
     torch.set_num_threads(args.threads)
     base = FluxParams.flux1_dev()
-    params = base if cuda else FluxParams(depth=1, depth_single_blocks=1)
+    double, single = args.depth or ((base.depth, base.depth_single_blocks) if cuda else (1, 1))
+    params = FluxParams(depth=double, depth_single_blocks=single)
     model = random_flux(params, device, dtype)
     adapter = random_adapter(params, device, dtype)
     env = {**environment(device, dtype), "clock": "wall" if cuda else args.clock}
@@ -274,7 +276,16 @@ def parse_args(argv=None):
     parser.add_argument("--ids", type=int, nargs="*", help="pruned identity counts (default 1 2 4 8)")
     parser.add_argument("--unpruned-ids", type=int, nargs="*", help="unpruned identity counts (default 4)")
     parser.add_argument("--token-matched", action="store_true", help="add stock rows with M extra text tokens")
+    parser.add_argument(
+        "--depth",
+        type=int,
+        nargs=2,
+        metavar=("DOUBLE", "SINGLE"),
+        help="blocks of each kind (default: 1 1 on CPU, 19 38 on CUDA); ratios are per forward of this depth",
+    )
     args = parser.parse_args(argv)
+    if args.depth and (min(args.depth) < 0 or sum(args.depth) < 1):
+        parser.error("--depth needs at least one block and no negative count")
     quick = args.quick
     args.sizes = args.sizes or ([1024] if quick else [1024, 512])
     args.ids = args.ids if args.ids is not None else ([4] if quick else [1, 2, 4, 8])

@@ -116,7 +116,10 @@ def test_forward_cost_prints_each_round_before_its_rows(monkeypatch, capsys):
 
     monkeypatch.setattr(forward_cost, "FluxParams", TinyParams)
     args = ["--json", "--cpu", "--threads", "1", "--sizes", "128", "--ids", "2", "--unpruned-ids", "--rounds", "2"]
-    rows = forward_cost.run(forward_cost.parse_args([*args, "--token-matched", "--clock", "cpu"]))
+    rows = forward_cost.run(
+        forward_cost.parse_args([*args, "--token-matched", "--clock", "cpu", "--dtype", "float32", "--depth", "1", "0"])
+    )
+    assert {(r["dtype"], r["depth"], r["depth_single_blocks"]) for r in rows} == {("float32", 1, 0)}
     records = _records(capsys.readouterr().out)
     assert [r["kind"] for r in records] == ["round", "round", "row", "row", "row"]
     for r in records:
