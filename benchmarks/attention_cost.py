@@ -1,6 +1,7 @@
 """Benchmark: identity-isolated attention, fast path vs the masked reference.
 
     python benchmarks/attention_cost.py [--json] [--quick] [--threads 2] [--rounds N] [--clock cpu] [--sizes 1024 512]
+        [--ids 1 2 4 8] [--unpruned-ids 4] [--dtype bfloat16]
 
 Real FLUX.1 attention shape (24 heads x 128, bf16, one batch row), 512 text + 4096 / 1024 image
 tokens, 1/2/4/8 identities with token counts from real canvases (pruned), plus 4 unpruned
@@ -100,9 +101,10 @@ def run(args) -> list[dict]:
 def parse_args(argv=None):
     parser = benchmark_arg_parser(__doc__, "1024^2 only, one round")
     parser.add_argument("--sizes", type=int, nargs="+", help="image sides (default 1024 512)")
+    parser.add_argument("--ids", type=int, nargs="+", default=[1, 2, 4, 8], help="pruned identity counts")
+    parser.add_argument("--unpruned-ids", type=int, nargs="*", default=[4], help="unpruned identity counts")
     args = parser.parse_args(argv)
     args.sizes = args.sizes or ([1024] if args.quick else [1024, 512])
-    args.ids, args.unpruned_ids = [1, 2, 4, 8], [4]
     args.rounds = args.rounds or (1 if args.quick else 7)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 
 import torch
 from _common import (
@@ -127,9 +128,9 @@ def configurations(
     adapter: AnyPhotoAdapter,
     device: torch.device,
     dtype: torch.dtype,
-    token_matched: bool = False,
+    token_matched: Sequence[int] = (),
 ) -> dict[str, Config]:
-    """``{name: Config}``, stock first; with ``token_matched`` a stock row of the same length per pruned row."""
+    """``{name: Config}``, stock first; a stock row of the same length after each pruned count in ``token_matched``."""
     out = {"stock": Config("stock", 0)}
     embeddings = torch.nn.functional.normalize(torch.randn(8, 512, generator=torch.Generator().manual_seed(3)), dim=-1)
     for mode, counts in (("pruned", ids), ("unpruned", unpruned_ids)):
@@ -140,7 +141,7 @@ def configurations(
             ]
             batch = identity_inputs(adapter, tokens, embeddings[:n].to(device)).to(device, dtype)
             out[f"{mode} x{n}"] = Config(mode, n, batch.lengths, batch)
-            if token_matched and mode == "pruned":
+            if mode == "pruned" and n in token_matched:
                 out[f"stock +{sum(batch.lengths)}"] = Config("token-matched", n, extra_text=sum(batch.lengths))
     return out
 
@@ -275,7 +276,13 @@ def parse_args(argv=None):
     parser.add_argument("--sizes", type=int, nargs="+", help="image sides (default 1024 512)")
     parser.add_argument("--ids", type=int, nargs="*", help="pruned identity counts (default 1 2 4 8)")
     parser.add_argument("--unpruned-ids", type=int, nargs="*", help="unpruned identity counts (default 4)")
-    parser.add_argument("--token-matched", action="store_true", help="add stock rows with M extra text tokens")
+    parser.add_argument(
+        "--token-matched",
+        type=int,
+        nargs="*",
+        metavar="N",
+        help="add stock rows with M extra text tokens for these pruned identity counts (no value: all of --ids)",
+    )
     parser.add_argument(
         "--depth",
         type=int,
@@ -290,6 +297,11 @@ def parse_args(argv=None):
     args.sizes = args.sizes or ([1024] if quick else [1024, 512])
     args.ids = args.ids if args.ids is not None else ([4] if quick else [1, 2, 4, 8])
     args.unpruned_ids = args.unpruned_ids if args.unpruned_ids is not None else [4]
+    if args.token_matched is not None and not args.token_matched:
+        args.token_matched = args.ids
+    args.token_matched = args.token_matched or []
+    if set(args.token_matched) - set(args.ids):
+        parser.error(f"--token-matched {args.token_matched}: every count must also be in --ids {args.ids}")
     args.rounds = args.rounds or (1 if quick else 5)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")

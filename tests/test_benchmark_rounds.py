@@ -18,6 +18,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import _common  # noqa: E402
 import attention_cost  # noqa: E402
 import forward_cost  # noqa: E402
+import forward_profile  # noqa: E402
 import rounds_summary  # noqa: E402
 
 from anyphoto_core.flux import FluxParams  # noqa: E402
@@ -131,11 +132,30 @@ def test_forward_cost_prints_each_round_before_its_rows(monkeypatch, capsys):
 def test_attention_cost_prints_each_round_before_its_row(monkeypatch, capsys):
     monkeypatch.setattr(attention_cost, "HEADS", 2)
     monkeypatch.setattr(attention_cost, "HEAD_DIM", 16)
-    args = attention_cost.parse_args(["--json", "--cpu", "--threads", "1", "--sizes", "128", "--rounds", "2"])
-    args.ids, args.unpruned_ids = [2], [1]
+    args = ["--json", "--cpu", "--threads", "1", "--sizes", "128", "--rounds", "2", "--ids", "2", "--unpruned-ids", "1"]
+    args = attention_cost.parse_args(args)
     attention_cost.run(args)
     records = _records(capsys.readouterr().out)
     assert [r["kind"] for r in records] == ["round", "round", "row"] * 2
     for r in records:
         r["name"] = "fast"
     assert _check_rounds_before_rows(records, ("size", "case"), "name", "reference") == 2
+
+
+def test_forward_profile_table_compares_each_count_with_its_token_match(monkeypatch, capsys):
+    class TinyParams:
+        def __new__(cls, **kwargs):
+            return FluxParams.tiny(hidden_size=64, num_heads=2, **kwargs)
+
+    monkeypatch.setattr(forward_profile, "FluxParams", TinyParams)
+    forward_profile.main(["--size", "128", "--ids", "1", "2", "--depth", "1", "1", "--top", "5"])
+    out = capsys.readouterr().out
+    table = out[out.index("| op |") :].splitlines()
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    m1, m2 = (sum(t.count for t in _common.identity_tokens(128, n)) for n in (1, 2))
+    assert header == ["op", "stock", "pruned x1", f"stock +{m1}", "pruned x2", f"stock +{m2}"]
+    assert len(table) == 2 + 5 + 2
+    ops = [row.split("|")[1].strip() for row in table[2:7]]
+    assert all(op.startswith("`aten::") or op.startswith("`") for op in ops)
+    profiled = [float(c) for c in table[7].strip("|").split("|")[1:]]
+    assert all(ms > 0 for ms in profiled)
