@@ -7,7 +7,8 @@ Real FLUX.1 attention shape (24 heads x 128, bf16, one batch row), 512 text + 40
 tokens, 1/2/4/8 identities with token counts from real canvases (pruned), plus 4 unpruned
 canvases. Per row: seconds and peak memory of :func:`isolated_attention` and of
 :func:`masked_reference_attention`, the time ratio fast / reference over interleaved rounds as
-median [min-max] (every round's ratio in ``--json``), the memory ratio, and the largest attention
+median [min-max] (every round's ratio in ``--json``; ``--control`` adds the reference timed twice, an A/A
+ratio that shows the machine's own noise), the memory ratio, and the largest attention
 mask the fast path passed to the kernel (it must never be ``N x N``). Each round is printed as soon as it
 ends (``--json``: a ``{"kind": "round"}`` object), so a stopped run keeps its rounds
 (``python benchmarks/rounds_summary.py run.jsonl --keys size case``).
@@ -27,11 +28,15 @@ from _common import (
     identity_tokens,
     image_tokens,
     paired_rounds,
+    spread_text,
 )
 
 from anyphoto_core.attention import isolated_attention, masked_reference_attention, sdpa_attention
 
 N_TXT, HEADS, HEAD_DIM = 512, 24, 128
+#: ``--control``: the reference timed a second time in every round, so its ratio to the reference shows how
+#: far two identical calls differ on this machine (the noise band the fast path's ratio is read against).
+CONTROL = "reference again"
 
 
 def run(args) -> list[dict]:
@@ -58,10 +63,10 @@ def run(args) -> list[dict]:
 
             with torch.inference_mode():
                 isolated_attention(q, k, v, n_global, lengths, attn_fn=spy)
-                fns = {
-                    "reference": lambda a=(q, k, v, n_global, lengths): masked_reference_attention(*a),
-                    "fast": lambda a=(q, k, v, n_global, lengths): isolated_attention(*a),
-                }
+                reference = lambda a=(q, k, v, n_global, lengths): masked_reference_attention(*a)  # noqa: E731
+                fns = {"reference": reference, "fast": lambda a=(q, k, v, n_global, lengths): isolated_attention(*a)}
+                if args.control:
+                    fns[CONTROL] = reference
                 printer = RoundPrinter({"size": size, "case": name}, args.rounds, args.json)
                 timing = paired_rounds(fns, "reference", args.rounds, device, args.clock, on_round=printer)
                 peaks = {key: t["peak_bytes"] for key, t in timing.items()}
@@ -77,6 +82,8 @@ def run(args) -> list[dict]:
                 "time_ratio": timing["fast"]["ratio"],
                 "time_ratio_spread": timing["fast"]["ratio_spread"],
                 "time_ratio_rounds": timing["fast"]["ratio_rounds"],
+                "control_ratio_spread": timing[CONTROL]["ratio_spread"] if args.control else None,
+                "control_ratio_rounds": timing[CONTROL]["ratio_rounds"] if args.control else None,
                 "fast_peak_bytes": peaks["fast"],
                 "reference_peak_bytes": peaks["reference"],
                 "memory_ratio": peaks["fast"] / peaks["reference"],
@@ -90,7 +97,8 @@ def run(args) -> list[dict]:
                 print(
                     f"{size:>5} {name:>12} N={total:>6} fast {row['fast_seconds'] * 1e3:8.1f} ms "
                     f"ref {row['reference_seconds'] * 1e3:8.1f} ms ratio {format_spread(row['time_ratio_rounds'])}  "
-                    f"peak {peaks['fast'] / 2**20:6.0f} / {peaks['reference'] / 2**20:6.0f} MiB "
+                    + (f"(A/A control {spread_text(row['control_ratio_spread'])})  " if args.control else "")
+                    + f"peak {peaks['fast'] / 2**20:6.0f} / {peaks['reference'] / 2**20:6.0f} MiB "
                     f"ratio {row['memory_ratio']:5.3f}  largest mask {max(masks):>9} "
                     f"(N*N = {total * total})",
                     flush=True,
@@ -103,6 +111,7 @@ def parse_args(argv=None):
     parser.add_argument("--sizes", type=int, nargs="+", help="image sides (default 1024 512)")
     parser.add_argument("--ids", type=int, nargs="+", default=[1, 2, 4, 8], help="pruned identity counts")
     parser.add_argument("--unpruned-ids", type=int, nargs="*", default=[4], help="unpruned identity counts")
+    parser.add_argument("--control", action="store_true", help=f"also time the reference again ({CONTROL!r}): A/A")
     args = parser.parse_args(argv)
     args.sizes = args.sizes or ([1024] if args.quick else [1024, 512])
     args.rounds = args.rounds or (1 if args.quick else 7)

@@ -133,10 +133,12 @@ def test_attention_cost_prints_each_round_before_its_row(monkeypatch, capsys):
     monkeypatch.setattr(attention_cost, "HEADS", 2)
     monkeypatch.setattr(attention_cost, "HEAD_DIM", 16)
     args = ["--json", "--cpu", "--threads", "1", "--sizes", "128", "--rounds", "2", "--ids", "2", "--unpruned-ids", "1"]
-    args = attention_cost.parse_args(args)
-    attention_cost.run(args)
+    attention_cost.run(attention_cost.parse_args([*args, "--control"]))
     records = _records(capsys.readouterr().out)
     assert [r["kind"] for r in records] == ["round", "round", "row"] * 2
+    for row, rounds in ((records[2], records[:2]), (records[5], records[3:5])):  # the A/A control: same call twice
+        assert row["control_ratio_rounds"] == pytest.approx([r["ratio"][attention_cost.CONTROL] for r in rounds])
+        assert [list(r["ratio"]) for r in rounds] == [["reference", "fast", attention_cost.CONTROL]] * 2
     for r in records:
         r["name"] = "fast"
     assert _check_rounds_before_rows(records, ("size", "case"), "name", "reference") == 2
