@@ -86,9 +86,12 @@ class Scale:
     iresnet_layers: tuple[int, ...]
     vae_config: str  # "flux" (FLUX_VAE_CONFIG) or "tiny" (TINY_VAE_CONFIG)
     face_repeats: int
+    text_tokens: int  # FLUX.1's T5 length (512); fewer in --tiny, where text would dominate every sequence
 
 
-FULL = Scale(FluxParams.flux1_dev(), (1024, 512), (1, 2, 4, 8), 7, (512, 1024), 3, (3, 13, 30, 3), "flux", 20)
+FULL = Scale(
+    FluxParams.flux1_dev(), (1024, 512), (1, 2, 4, 8), 7, (512, 1024), 3, (3, 13, 30, 3), "flux", 20, text_tokens=N_TXT
+)
 TINY = Scale(
     FluxParams.tiny(hidden_size=128, num_heads=2, depth=2, depth_single_blocks=2),
     (256, 128),
@@ -99,6 +102,7 @@ TINY = Scale(
     (1, 1, 1, 1),
     "tiny",
     2,
+    text_tokens=64,
 )
 
 
@@ -269,8 +273,8 @@ def forward_rows(ctx: Context, section: str, sizes: tuple[int, ...], ids: tuple[
     params = ctx.scale.params
     for size in sizes:
         ctx.budget.require(30 if ctx.device.type == "cuda" else 2, f"{section} {size}^2")
-        n_global = N_TXT + image_tokens(size)
-        inputs = stock_inputs(size, ctx.device, torch.bfloat16, params)
+        n_global = ctx.scale.text_tokens + image_tokens(size)
+        inputs = stock_inputs(size, ctx.device, torch.bfloat16, params, ctx.scale.text_tokens)
         configs = configurations(size, list(ids), [], adapter, ctx.device, torch.bfloat16)
         fns = {name: forward_call(model, inputs, cfg) for name, cfg in configs.items()}
         timing = paired_rounds(fns, "stock", ctx.scale.rounds, ctx.device)
@@ -309,7 +313,8 @@ def forward_rows(ctx: Context, section: str, sizes: tuple[int, ...], ids: tuple[
 def section_forward(ctx: Context) -> None:
     p = ctx.scale.params
     ctx.report.section("forward")["notes"].append(
-        f"depth {p.depth}+{p.depth_single_blocks}, hidden {p.hidden_size}, bf16, {ctx.scale.rounds} interleaved "
+        f"depth {p.depth}+{p.depth_single_blocks}, hidden {p.hidden_size}, {ctx.scale.text_tokens} text tokens, bf16, "
+        f"{ctx.scale.rounds} interleaved "
         "rounds; peak_bytes: activations (weights excluded)"
     )
     forward_rows(ctx, "forward", ctx.scale.sizes, ctx.scale.identities, {"weights": "bf16"})
@@ -405,7 +410,7 @@ def training_vae(kind: str, device: torch.device, dtype: torch.dtype):
     return FluxVAE(AutoencoderKL(**config).to(device=device, dtype=dtype), f"random {kind} VAE")
 
 
-def synthetic_sample(size: int, count: int, params: FluxParams, device: torch.device):
+def synthetic_sample(size: int, count: int, params: FluxParams, device: torch.device, text_tokens: int = N_TXT):
     """A :class:`train.trainer.PreparedSample` of ``count`` identities at ``size``^2 with random content."""
     from anyphoto_core.tokens import image_token_ids
     from train.trainer import PreparedSample
@@ -419,7 +424,7 @@ def synthetic_sample(size: int, count: int, params: FluxParams, device: torch.de
     return PreparedSample(
         x0=torch.randn(1, side * side, params.in_channels, generator=g).to(**f32),
         img_ids=image_token_ids(side, side, device=device)[None],
-        txt=torch.randn(1, N_TXT, params.context_in_dim, generator=g).to(**f32),
+        txt=torch.randn(1, text_tokens, params.context_in_dim, generator=g).to(**f32),
         y=torch.randn(1, params.vec_in_dim, generator=g).to(**f32),
         tokens=tokens,
         keep=torch.ones(count, dtype=torch.bool, device=device),
@@ -468,16 +473,19 @@ def train_rows(ctx: Context, model: Flux, frozen_dtype: torch.dtype) -> None:
     )
     for size in ctx.scale.train_sizes:
         ctx.budget.require(60 if cuda else 5, f"train step {size}^2")
-        row = train_step_row(objective, optimizer, trainable, size, ctx.scale.train_steps, ctx.device)
+        steps = ctx.scale.train_steps
+        row = train_step_row(objective, optimizer, trainable, size, steps, ctx.device, ctx.scale.text_tokens)
         ctx.report.add_row("train", row)
 
 
-def train_step_row(objective, optimizer, trainable: list, size: int, steps: int, device: torch.device) -> dict:
+def train_step_row(
+    objective, optimizer, trainable: list, size: int, steps: int, device: torch.device, text_tokens: int = N_TXT
+) -> dict:
     """Seconds of ``steps`` optimizer steps (after a warm-up) and peak memory of one, at ``size``^2 with
     2 identities; the step is :class:`train.trainer.Trainer`'s (autocast bf16 on CUDA, clipping, AdamW)."""
     cuda = device.type == "cuda"
     config = objective.config
-    sample = synthetic_sample(size, 2, objective.models.flux.params, device)
+    sample = synthetic_sample(size, 2, objective.models.flux.params, device, text_tokens)
     t = torch.full((1,), 0.3, device=device)
     noise = torch.randn(sample.x0.shape, generator=torch.Generator().manual_seed(8)).to(device)
     terms = {}

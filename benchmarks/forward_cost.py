@@ -96,13 +96,17 @@ def full_flux_bytes(dtype: torch.dtype) -> int:
         return sum(p.numel() for p in Flux(FluxParams.flux1_dev()).parameters()) * dtype.itemsize
 
 
-def stock_inputs(size: int, device: torch.device, dtype: torch.dtype, params: FluxParams) -> tuple:
+def stock_inputs(
+    size: int, device: torch.device, dtype: torch.dtype, params: FluxParams, text_tokens: int = N_TXT
+) -> tuple:
+    """``(img, img_ids, txt, txt_ids, t, y, guidance)`` of one batch row: random ``size``^2 latent tokens and
+    ``text_tokens`` random text embeddings (FLUX.1's T5 length by default)."""
     side = size // 16
     g = torch.Generator(device=device).manual_seed(2)
     img = torch.randn(1, side * side, params.in_channels, generator=g, device=device, dtype=dtype)
     img_ids = image_token_ids(side, side, device=device)[None]
-    txt = torch.randn(1, N_TXT, params.context_in_dim, generator=g, device=device, dtype=dtype)
-    txt_ids = torch.zeros(1, N_TXT, 3, device=device)
+    txt = torch.randn(1, text_tokens, params.context_in_dim, generator=g, device=device, dtype=dtype)
+    txt_ids = torch.zeros(1, text_tokens, 3, device=device)
     t = torch.full((1,), 0.5, device=device, dtype=dtype)
     y = torch.randn(1, params.vec_in_dim, generator=g, device=device, dtype=dtype)
     guidance = torch.full((1,), 3.5, device=device, dtype=dtype)

@@ -134,7 +134,7 @@ def test_tiny_forward_rows_and_attention_paths(tiny_run):
         assert len(rounds) == device_check.TINY.rounds
         s = r["time_ratio_spread"]
         assert s["min"] == min(rounds) <= s["median"] <= s["max"] == max(rounds)
-        n_global = 512 + (r["size"] // 16) ** 2
+        n_global = device_check.TINY.text_tokens + (r["size"] // 16) ** 2
         m = sum(r["identity_tokens"])
         calls = r["attention"]["calls"]
         assert sum(calls.values()) == (blocks if r["identities"] <= 1 else 2 * blocks), calls
