@@ -172,3 +172,35 @@ def test_input_errors_come_before_model_loading(tmp_path, capsys, monkeypatch, e
     monkeypatch.setattr(cli, "load_pipeline", lambda *a: pytest.fail("models were loaded before the input check"))
     assert main(["generate", "--out", str(tmp_path / "o.png"), *FAST, *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def _adapter_with_rule(path: Path, rule: str) -> Path:
+    from dataclasses import replace
+
+    from anyphoto_core.adapter import AnyPhotoAdapter
+    from anyphoto_core.app.models.tiny import tiny_adapter_config
+
+    AnyPhotoAdapter(replace(tiny_adapter_config(), token_rule=rule)).save(path)
+    return path
+
+
+def test_early_token_check_uses_the_adapters_rule(tmp_path, capsys, monkeypatch):
+    # a 2 px box in the corner: its face covers 94% of one token, kept by "majority" but not by "all"
+    adapter = _adapter_with_rule(tmp_path / "all.safetensors", "all")
+    monkeypatch.setattr(cli, "load_pipeline", lambda *a: pytest.fail("models were loaded before the token check"))
+    person = ["--person", f"{T1}#1@0,0,2,2", "--adapter", str(adapter)]
+    assert main(["generate", "--out", str(tmp_path / "o.png"), *FAST, *person]) == 2
+    err = capsys.readouterr().err
+    assert "person 1:" in err and "rule 'all'" in err and "Traceback" not in err
+
+
+def test_adapter_token_rule_comes_from_the_file_that_will_load(tmp_path):
+    from anyphoto_core.app.models import ModelFiles
+
+    assert cli.adapter_token_rule(_args(), ("miniworld", None)) == "any"  # the shipped MiniWorld adapter's rule
+    assert cli.adapter_token_rule(_args(), ("tiny", None)) == "majority"  # the tiny set's own adapter
+    given = _adapter_with_rule(tmp_path / "all.safetensors", "all")
+    assert cli.adapter_token_rule(_args("--adapter", str(given)), ("tiny", None)) == "all"
+    assert cli.adapter_token_rule(_args(), ("files", ModelFiles(adapter=given))) == "all"
+    with pytest.raises(cli.UsageError, match="no AnyPhoto adapter was found"):
+        cli.adapter_token_rule(_args(), ("files", ModelFiles()))

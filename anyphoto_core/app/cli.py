@@ -330,8 +330,26 @@ def load_pipeline(args, notes: list[str], choice=None):
     return AnyPhotoPipeline.from_files(files, roots)
 
 
-def prepare_inputs(args, demo: bool, size: tuple[int, int], world: bool = False):
-    """Every check that needs no FLUX weights, before they load: photos, faces, boxes, token coverage.
+def adapter_token_rule(args, choice) -> str:
+    """Coverage rule (:mod:`anyphoto_core.tokens`) of the adapter that :func:`load_pipeline` will load for
+    ``choice`` (see :func:`model_choice`), read from the file's metadata only (safetensors header, no weights).
+    Raises ``UsageError`` when no adapter would be loaded: identities cannot be used then."""
+    from ..adapter import read_adapter_config
+    from .pipeline import builtin_adapter_file
+
+    kind, files = choice
+    path = files.adapter if kind == "files" else builtin_adapter_file(kind, args.adapter)
+    if path is None:
+        raise UsageError(
+            "people were given but no AnyPhoto adapter was found; pass --adapter FILE or put the adapter "
+            ".safetensors in <models>/anyphoto/ (docs/training.md trains one)"
+        )
+    return read_adapter_config(path).token_rule
+
+
+def prepare_inputs(args, demo: bool, size: tuple[int, int], world: bool = False, token_rule: str = "majority"):
+    """Every check that needs no FLUX weights, before they load: photos, faces, boxes, token coverage
+    (under ``token_rule``, the adapter's: :func:`adapter_token_rule`).
     ``world``: the MiniWorld set is used (its demo, recognizer and landmark sidecars).
 
     Returns ``(analyzer, identities, placements, notices, notes)``.
@@ -369,9 +387,7 @@ def prepare_inputs(args, demo: bool, size: tuple[int, int], world: bool = False)
         layout, notices = found.placements, notices + list(found.notices)
     placements = resolve_placements(specs, layout, size)
     notices += placement_notices(placements, len(identities))
-    check_canvas_tokens(
-        build_canvases([face_patch(i) for i in identities], placements, size), "any" if world else "majority"
-    )
+    check_canvas_tokens(build_canvases([face_patch(i) for i in identities], placements, size), token_rule)
     return analyzer, identities, placements, notices, notes
 
 
@@ -392,7 +408,8 @@ def generate(args) -> dict:
         default_size = f"{w}x{h}"
     size = parse_size(default_size if args.size == "1024x1024" else args.size)
     out_path = resolve_out(args.out, args.overwrite)
-    analyzer, identities, placements, notices, notes = prepare_inputs(args, demo, size, world)
+    token_rule = adapter_token_rule(args, choice)
+    analyzer, identities, placements, notices, notes = prepare_inputs(args, demo, size, world, token_rule)
     faces_s = time.perf_counter() - started
     warn = format_notices(notices)
     for msg in warn:

@@ -92,6 +92,20 @@ def default_device() -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.float32
 
 
+def builtin_adapter_file(builtin: str, adapter_path=None, folder=None) -> Path | None:
+    """The adapter file a built-in set (``"tiny"`` or ``"miniworld"``) loads: ``adapter_path`` when given,
+    else the set's own ``adapter.safetensors`` in ``folder`` (default: the set's folder; the tiny set is
+    created there if missing). None: the MiniWorld folder has no adapter."""
+    if adapter_path is not None:
+        return Path(adapter_path)
+    if builtin == "tiny":
+        return Path(folder or ensure_tiny_models()) / "adapter.safetensors"
+    if builtin != "miniworld":
+        raise ValueError(f"unknown built-in model set {builtin!r}; expected 'tiny' or 'miniworld'")
+    own = Path(folder or miniworld_dir()) / "adapter.safetensors"
+    return own if own.is_file() else None
+
+
 class AnyPhotoPipeline:
     """Loaded models of one run. Build with :meth:`from_files` or :meth:`tiny`."""
 
@@ -128,8 +142,9 @@ class AnyPhotoPipeline:
     def tiny(cls, adapter_path=None, folder=None) -> AnyPhotoPipeline:
         """The built-in random-weight set (CPU, float32), loaded through the real loaders."""
         root = ensure_tiny_models(folder)
+        adapter_path = builtin_adapter_file("tiny", adapter_path, root)
         flux = load_flux(root / "flux.safetensors", dtype=torch.float32)
-        adapter = cls._load_adapter(adapter_path or root / "adapter.safetensors", flux, "cpu", torch.float32)
+        adapter = cls._load_adapter(adapter_path, flux, "cpu", torch.float32)
         vae = load_flux_vae(root / "vae.safetensors", config=TINY_VAE_CONFIG)
         encoders = load_tiny_text_encoders(root)
         files = {
@@ -137,7 +152,7 @@ class AnyPhotoPipeline:
             "vae": str(root / "vae.safetensors"),
             "clip_l": str(root / "clip.safetensors"),
             "t5": str(root / "t5.safetensors"),
-            "adapter": str(adapter_path or root / "adapter.safetensors"),
+            "adapter": str(adapter_path),
         }
         return cls(flux, vae, encoders, adapter, torch.device("cpu"), torch.float32, files, builtin="tiny")
 
@@ -147,9 +162,7 @@ class AnyPhotoPipeline:
         tiny text encoders, and the world adapter (``adapter_path``, else the folder's, if any)."""
         root = miniworld_dir(folder)
         flux = load_flux(root / "flux.safetensors", dtype=torch.float32)
-        adapter_path = adapter_path or (
-            root / "adapter.safetensors" if (root / "adapter.safetensors").is_file() else None
-        )
+        adapter_path = builtin_adapter_file("miniworld", adapter_path, root)
         adapter = cls._load_adapter(adapter_path, flux, "cpu", torch.float32) if with_adapter else None
         files = {"flux": str(root / "flux.safetensors"), "vae": str(root / "vae.safetensors")}
         if adapter is not None:
