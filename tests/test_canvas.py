@@ -1,14 +1,19 @@
 """Location canvas (paper appendix 0.A.3) and box/landmark geometry."""
 
+import warnings
+
 import numpy as np
 import pytest
+import skimage.transform
 from PIL import Image, ImageDraw
 
+from anyphoto_core import geometry
 from anyphoto_core.canvas import FacePatch, build_location_canvas, paste_scale
 from anyphoto_core.geometry import (
     ARCFACE_TEMPLATE_112,
     arcface_template,
     box_to_landmarks,
+    estimate_similarity,
     landmarks_to_box,
 )
 
@@ -106,3 +111,34 @@ def test_template_sizes_follow_insightface():
 def test_bad_boxes_are_named(bad, msg):
     with pytest.raises(ValueError, match=msg):
         box_to_landmarks(bad)
+
+
+class _SimilarityBefore026:
+    """scikit-image < 0.26's API (Python 3.10 and the oldest pins get it): ``estimate`` in place, no
+    ``from_estimate``."""
+
+    def __init__(self):
+        self._fit = skimage.transform.SimilarityTransform()
+
+    def estimate(self, src, dst):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # deprecated from 0.26 on
+            return self._fit.estimate(src, dst)
+
+    @property
+    def params(self):
+        return self._fit.params
+
+
+@pytest.mark.parametrize("api", ["installed", "before 0.26"])
+def test_similarity_fit_recovers_a_known_similarity_with_either_scikit_image_api(api, monkeypatch):
+    if api == "before 0.26":
+        monkeypatch.setattr(geometry, "SimilarityTransform", _SimilarityBefore026)
+    angle, scale, shift = 0.3, 1.7, np.array([12.5, -4.0])
+    rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    src = ARCFACE_TEMPLATE_112
+    matrix = estimate_similarity(src, src @ rotation.T + shift)
+    np.testing.assert_allclose(matrix[:2, :2], rotation, atol=1e-9)
+    np.testing.assert_allclose(matrix[:2, 2], shift, atol=1e-9)
+    with pytest.raises(ValueError, match="degenerate"):
+        estimate_similarity(np.zeros((5, 2)), src)

@@ -66,7 +66,7 @@ def report(tmp_path_factory):
             text=True,
             timeout=120,
         )
-        object_info = server.get_json("/object_info")
+        object_info = server.get_json("/object_info", timeout=120)  # slow on a busy machine
         log = server.log_tail()
     lines = proc.stdout.strip().splitlines()
     assert proc.returncode == 0 and lines, (

@@ -9,8 +9,8 @@
 // page errors, list registered AnyPhoto node types and any dialog shown, drag a new box on the
 // AnyPhotoBuildLocationCanvas location editor, reload the graph from app.graph.serialize() and read
 // the boxes back, and deliver face thumbnails through the frontend's "executed" event.
-// With --screenshots, lays the nodes out in tidy columns and saves workflow_2_people.png (whole
-// graph, 1600x900) and location_editor.png (close-up of the location editor node).
+// With --screenshots, saves workflow_2_people.png (the whole graph at the workflow's own node positions,
+// 1600x900) and location_editor.png (close-up of the location editor node).
 import { readFileSync } from "node:fs";
 import path from "node:path";
 
@@ -27,14 +27,6 @@ const SETTINGS = {
     "LiteGraph.Canvas.MinFontSizeForLOD": 0, // draw node text at any zoom
 };
 const NODE_TYPE = "AnyPhotoBuildLocationCanvas";
-// Screenshot layout: node id -> [x, y] (graph units) for the 2-people workflow; columns 380 apart.
-const LAYOUT = {
-    1: [0, 0], 2: [0, 200], 3: [0, 400], 7: [0, 600], 8: [0, 800],
-    4: [380, 0], 6: [380, 200], 9: [380, 400],
-    5: [760, 0], 10: [760, 200], 11: [760, 400],
-    12: [1140, 0], 13: [1140, 320],
-    14: [1520, 0], 15: [1520, 380], 16: [1520, 560],
-};
 
 const [url, workflowPath, ...rest] = process.argv.slice(2);
 if (!url || !workflowPath) {
@@ -115,7 +107,7 @@ async function main() {
         const page = await browser.newPage({ viewport: { width: 1600, height: 900 }, deviceScaleFactor: 1 });
         page.on("console", (m) => report.console.push({ phase, type: m.type(), text: m.text(), url: m.location()?.url || "" }));
         page.on("pageerror", (e) => report.pageErrors.push({ phase, error: String(e.stack || e) }));
-        await page.goto(url);
+        await page.goto(url, { timeout: 120000 }); // generous: CI machines may be busy
         await page.waitForFunction(() => window.app?.graph && window.app?.canvas && window.LiteGraph, null, { timeout: 60000 });
         report.frontendVersion = await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ ?? null);
         report.extensions = await page.evaluate(() => window.app.extensions.map((e) => e.name).filter((n) => /anyphoto/i.test(n)));
@@ -134,9 +126,6 @@ async function main() {
         // Whole-graph screenshot (before any edit, so it shows the workflow as shipped).
         await page.evaluate(() => window.app.extensionManager.command.execute("Workspace.ToggleFocusMode"));
         if (shotDir) {
-            await page.evaluate((layout) => {
-                for (const n of window.app.graph._nodes) if (layout[n.id]) n.pos = [...layout[n.id]];
-            }, LAYOUT);
             await fitGraph(page, 40);
             await page.mouse.move(1, 1);
             await page.waitForTimeout(500);
@@ -209,6 +198,13 @@ async function main() {
                 { filename: "f1.png", subfolder: "anyphoto", type: "temp" }];
             window.app.api.dispatchCustomEvent("executed", { node: String(node.id), display_node: String(node.id), output: { anyphoto_faces: faces } });
             await new Promise((ok) => setTimeout(ok, 300));
+            // let every thumbnail request settle (these test files 404) before the next phase starts
+            const settled = (img) => !img || img.complete ? null : new Promise((ok) => {
+                img.addEventListener("load", ok, { once: true });
+                img.addEventListener("error", ok, { once: true });
+                setTimeout(ok, 10000);
+            });
+            await Promise.all(node.anyphotoLocationEditor.faces.map(settled));
             return node.anyphotoLocationEditor.faces.map((img) => (img ? new URL(img.src).pathname : null));
         }, NODE_TYPE);
         report.viewRequests = viewRequests.map((u) => new URL(u).pathname + new URL(u).search.replace(/rand=\d+/, "rand=N"));
