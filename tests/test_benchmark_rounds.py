@@ -133,7 +133,11 @@ def test_attention_cost_prints_each_round_before_its_row(monkeypatch, capsys):
     monkeypatch.setattr(attention_cost, "HEADS", 2)
     monkeypatch.setattr(attention_cost, "HEAD_DIM", 16)
     args = ["--json", "--cpu", "--threads", "1", "--sizes", "128", "--rounds", "2", "--ids", "2", "--unpruned-ids", "1"]
+    calls = []
+    reference = attention_cost.masked_reference_attention
+    monkeypatch.setattr(attention_cost, "masked_reference_attention", lambda *a: calls.append(1) or reference(*a))
     attention_cost.run(attention_cost.parse_args([*args, "--control"]))
+    assert len(calls) == 2 * 3 * 2  # 2 cases x (warm-up + 2 rounds) x (reference + its A/A repeat)
     records = _records(capsys.readouterr().out)
     assert [r["kind"] for r in records] == ["round", "round", "row"] * 2
     for row, rounds in ((records[2], records[:2]), (records[5], records[3:5])):  # the A/A control: same call twice
