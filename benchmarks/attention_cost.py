@@ -8,7 +8,8 @@ tokens, 1/2/4/8 identities with token counts from real canvases (pruned), plus 4
 canvases. Per row: seconds and peak memory of :func:`isolated_attention` and of
 :func:`masked_reference_attention`, the time ratio fast / reference over interleaved rounds as
 median [min-max] (every round's ratio in ``--json``; ``--control`` adds the reference timed twice, an A/A
-ratio that shows the machine's own noise), the memory ratio, and the largest attention
+ratio that shows the machine's own noise; ``--plain`` adds one unmasked call over all tokens, what stock FLUX
+does at the same length), the memory ratio, and the largest attention
 mask the fast path passed to the kernel (it must never be ``N x N``). Each round is printed as soon as it
 ends (``--json``: a ``{"kind": "round"}`` object), so a stopped run keeps its rounds
 (``python benchmarks/rounds_summary.py run.jsonl --keys size case``).
@@ -28,6 +29,7 @@ from _common import (
     identity_tokens,
     image_tokens,
     paired_rounds,
+    spread,
     spread_text,
 )
 
@@ -37,6 +39,9 @@ N_TXT, HEADS, HEAD_DIM = 512, 24, 128
 #: ``--control``: the reference timed a second time in every round, so its ratio to the reference shows how
 #: far two identical calls differ on this machine (the noise band the fast path's ratio is read against).
 CONTROL = "reference again"
+#: ``--plain``: one unmasked call over all ``N`` tokens (what stock FLUX does at the same sequence length; not
+#: isolated), so fast / plain is the cost of the star topology against no isolation at all.
+PLAIN = "plain"
 
 
 def run(args) -> list[dict]:
@@ -67,6 +72,8 @@ def run(args) -> list[dict]:
                 fns = {"reference": reference, "fast": lambda a=(q, k, v, n_global, lengths): isolated_attention(*a)}
                 if args.control:
                     fns[CONTROL] = reference
+                if args.plain:
+                    fns[PLAIN] = lambda a=(q, k, v, None): sdpa_attention(*a)
                 printer = RoundPrinter({"size": size, "case": name}, args.rounds, args.json)
                 timing = paired_rounds(fns, "reference", args.rounds, device, args.clock, on_round=printer)
                 peaks = {key: t["peak_bytes"] for key, t in timing.items()}
@@ -84,6 +91,14 @@ def run(args) -> list[dict]:
                 "time_ratio_rounds": timing["fast"]["ratio_rounds"],
                 "control_ratio_spread": timing[CONTROL]["ratio_spread"] if args.control else None,
                 "control_ratio_rounds": timing[CONTROL]["ratio_rounds"] if args.control else None,
+                "fast_over_plain_spread": spread(
+                    [
+                        f / p
+                        for f, p in zip(timing["fast"]["seconds_rounds"], timing[PLAIN]["seconds_rounds"], strict=True)
+                    ]
+                )
+                if args.plain
+                else None,
                 "fast_peak_bytes": peaks["fast"],
                 "reference_peak_bytes": peaks["reference"],
                 "memory_ratio": peaks["fast"] / peaks["reference"],
@@ -98,6 +113,7 @@ def run(args) -> list[dict]:
                     f"{size:>5} {name:>12} N={total:>6} fast {row['fast_seconds'] * 1e3:8.1f} ms "
                     f"ref {row['reference_seconds'] * 1e3:8.1f} ms ratio {format_spread(row['time_ratio_rounds'])}  "
                     + (f"(A/A control {spread_text(row['control_ratio_spread'])})  " if args.control else "")
+                    + (f"fast / plain {spread_text(row['fast_over_plain_spread'])}  " if args.plain else "")
                     + f"peak {peaks['fast'] / 2**20:6.0f} / {peaks['reference'] / 2**20:6.0f} MiB "
                     f"ratio {row['memory_ratio']:5.3f}  largest mask {max(masks):>9} "
                     f"(N*N = {total * total})",
@@ -112,6 +128,7 @@ def parse_args(argv=None):
     parser.add_argument("--ids", type=int, nargs="+", default=[1, 2, 4, 8], help="pruned identity counts")
     parser.add_argument("--unpruned-ids", type=int, nargs="*", default=[4], help="unpruned identity counts")
     parser.add_argument("--control", action="store_true", help=f"also time the reference again ({CONTROL!r}): A/A")
+    parser.add_argument("--plain", action="store_true", help="also time one unmasked call over all tokens")
     args = parser.parse_args(argv)
     args.sizes = args.sizes or ([1024] if args.quick else [1024, 512])
     args.rounds = args.rounds or (1 if args.quick else 7)

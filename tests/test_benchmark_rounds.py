@@ -136,13 +136,15 @@ def test_attention_cost_prints_each_round_before_its_row(monkeypatch, capsys):
     calls = []
     reference = attention_cost.masked_reference_attention
     monkeypatch.setattr(attention_cost, "masked_reference_attention", lambda *a: calls.append(1) or reference(*a))
-    attention_cost.run(attention_cost.parse_args([*args, "--control"]))
+    attention_cost.run(attention_cost.parse_args([*args, "--control", "--plain"]))
     assert len(calls) == 2 * 3 * 2  # 2 cases x (warm-up + 2 rounds) x (reference + its A/A repeat)
     records = _records(capsys.readouterr().out)
     assert [r["kind"] for r in records] == ["round", "round", "row"] * 2
     for row, rounds in ((records[2], records[:2]), (records[5], records[3:5])):  # the A/A control: same call twice
         assert row["control_ratio_rounds"] == pytest.approx([r["ratio"][attention_cost.CONTROL] for r in rounds])
-        assert [list(r["ratio"]) for r in rounds] == [["reference", "fast", attention_cost.CONTROL]] * 2
+        assert [list(r["ratio"]) for r in rounds] == [["reference", "fast", attention_cost.CONTROL, "plain"]] * 2
+        fast_over_plain = [r["seconds"]["fast"] / r["seconds"]["plain"] for r in rounds]
+        assert row["fast_over_plain_spread"]["max"] == pytest.approx(max(fast_over_plain))
     for r in records:
         r["name"] = "fast"
     assert _check_rounds_before_rows(records, ("size", "case"), "name", "reference") == 2
