@@ -216,7 +216,8 @@ def summarize_rounds(lines: Iterable[str], keys: Sequence[str] = ("size",)) -> d
 
 
 class TensorMemoryMeter(TorchDispatchMode):
-    """Peak bytes of tensor storages alive at once among those allocated inside the mode."""
+    """Peak bytes of tensor storages alive at once among those allocated inside the mode (any device,
+    the meta device included: there it counts the bytes the same ops would allocate, without computing)."""
 
     def __init__(self):
         super().__init__()
@@ -229,11 +230,14 @@ class TensorMemoryMeter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        # an output on an input's storage (a view such as ``weight.t()`` in every linear, an in-place op)
+        # allocates nothing; storages are told apart by identity, not data pointer (meta storages have none)
+        inputs = {t.untyped_storage()._cdata for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
         for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor) and t.device.type != "meta":
+            if isinstance(t, torch.Tensor):
                 storage = t.untyped_storage()
-                key, nbytes = storage.data_ptr(), storage.nbytes()
-                if nbytes and key not in self._live:
+                key, nbytes = storage._cdata, storage.nbytes()
+                if nbytes and key not in self._live and key not in inputs:
                     self._live[key] = nbytes
                     self.current += nbytes
                     self.peak = max(self.peak, self.current)

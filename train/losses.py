@@ -42,10 +42,9 @@ def face_similarity_loss(pred: Tensor, reference: Tensor, weight: Tensor | None 
     """
     cos = F.cosine_similarity(pred.float(), reference.float(), dim=-1)
     weight = torch.ones_like(cos) if weight is None else weight.float()
-    total = weight.sum()
-    if total <= 0:
-        return cos.sum() * 0.0  # keeps the graph (DDP needs every parameter used)
-    return ((1.0 - cos) * weight).sum() / total
+    # All weights 0: the numerator is exactly 0, so the clamp gives 0 (graph kept, zero gradient) without a
+    # data-dependent branch (no device-to-host sync; runs on the meta device for benchmarks/train_memory.py).
+    return ((1.0 - cos) * weight).sum() / weight.sum().clamp_min(torch.finfo(torch.float32).tiny)
 
 
 def info_nce_loss(
