@@ -1,8 +1,9 @@
 """Face loss at bounded memory: decode only the latent windows the aligned face crops need.
 
 The face loss (eq. 24) needs, per face, a 112x112 ArcFace-aligned crop of the decoded one-step
-estimate ``x0_hat``. Decoding the whole image with gradients costs about 22.7 kB per output pixel
-(FLUX VAE, bf16: ~11 GiB at 1024^2). Here each face decodes only a latent *window*:
+estimate ``x0_hat``. Decoding the whole image with gradients peaks at 11.4 GiB at 1024^2 (FLUX VAE in bf16 and
+IResNet-100, measured by benchmarks/train_memory.py; 1.1 GiB with the windows). Here each face decodes only a
+latent *window*:
 
 1. the aligned crop's footprint in the image (the four corners of the 112x112 crop mapped back by the
    inverse similarity, plus one pixel for bilinear sampling), as a box in latent cells (8 px);
