@@ -96,6 +96,19 @@ class AdapterConfig:
         if self.embedding_kind not in EMBEDDING_KINDS:
             raise AdapterError(f"embedding_kind must be one of {EMBEDDING_KINDS}, got {self.embedding_kind!r}")
 
+    @classmethod
+    def for_flux(cls, params, **recipe) -> AdapterConfig:
+        """The config whose LoRA targets fit a FLUX transformer of ``params`` (a
+        :class:`~anyphoto_core.flux.FluxParams`: hidden size, MLP width, double and single block counts);
+        ``recipe`` sets the other fields (rank, alpha, token rule, ...)."""
+        return cls(
+            hidden_size=params.hidden_size,
+            mlp_hidden_dim=params.mlp_hidden_dim,
+            depth=params.depth,
+            depth_single_blocks=params.depth_single_blocks,
+            **recipe,
+        )
+
     def target_shapes(self) -> dict[str, tuple[int, int]]:
         """``{"double_blocks.0.img_attn.qkv": (in, out), ...}`` for every LoRA target."""
         h, mlp = self.hidden_size, self.mlp_hidden_dim

@@ -71,15 +71,7 @@ def random_flux(params: FluxParams, device: torch.device, dtype: torch.dtype, se
 def random_adapter(params: FluxParams, device: torch.device, dtype: torch.dtype) -> AnyPhotoAdapter:
     """Adapter for ``params`` with non-zero LoRA B (so the LoRA work is really done)."""
     torch.manual_seed(1)
-    config = AdapterConfig(
-        hidden_size=params.hidden_size,
-        mlp_hidden_dim=params.mlp_hidden_dim,
-        depth=params.depth,
-        depth_single_blocks=params.depth_single_blocks,
-        rank=LORA_RANK,
-        alpha=float(LORA_RANK),
-    )
-    adapter = AnyPhotoAdapter(config)
+    adapter = AnyPhotoAdapter(AdapterConfig.for_flux(params, rank=LORA_RANK, alpha=float(LORA_RANK)))
     with torch.no_grad():
         for key, t in adapter.adapter_state_dict().items():
             if key.endswith("lora_B.weight") or key.startswith("projector.2"):

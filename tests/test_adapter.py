@@ -4,7 +4,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from anyphoto_core.adapter import AdapterError, load_adapter, read_adapter_config
+from anyphoto_core.adapter import AdapterConfig, AdapterError, load_adapter, read_adapter_config
+from anyphoto_core.flux import Flux, FluxParams
 from tests.tiny import TINY, tiny_adapter
 
 
@@ -40,6 +41,19 @@ def test_fresh_adapter_is_a_no_op_and_targets_are_the_image_path():
         *(f"single_blocks.{i}.{t}" for i in range(2) for t in ("linear1", "linear2")),
     }
     assert adapter.lora_delta("double_blocks.0.txt_attn.qkv", torch.randn(1, 64)) is None
+
+
+def test_config_for_flux_fits_the_model_linears():
+    """``AdapterConfig.for_flux``: a LoRA target for the image-path linears of every block of a FLUX with those
+    params (3 double, 2 single blocks), each with that linear's (in, out) features."""
+    params = FluxParams.tiny(hidden_size=64, depth=3, depth_single_blocks=2)
+    model = Flux(params)
+    shapes = AdapterConfig.for_flux(params, rank=2).target_shapes()
+    blocks = {".".join(path.split(".")[:2]) for path in shapes}
+    assert blocks == {f"double_blocks.{i}" for i in range(3)} | {f"single_blocks.{i}" for i in range(2)}
+    for path, features in shapes.items():
+        linear = model.get_submodule(path)
+        assert (linear.in_features, linear.out_features) == features, path
 
 
 def test_wrong_hidden_size_is_named(tmp_path):

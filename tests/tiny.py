@@ -26,15 +26,7 @@ def tiny_flux(seed: int = 0, params: FluxParams = TINY, dtype=torch.float64) -> 
 def tiny_adapter(params: FluxParams = TINY, rank: int = 4, seed: int = 1, nonzero: bool = True) -> AnyPhotoAdapter:
     """Adapter for ``params``; ``nonzero`` fills LoRA B and the projector's last layer randomly."""
     torch.manual_seed(seed)
-    cfg = AdapterConfig(
-        hidden_size=params.hidden_size,
-        mlp_hidden_dim=params.mlp_hidden_dim,
-        depth=params.depth,
-        depth_single_blocks=params.depth_single_blocks,
-        rank=rank,
-        alpha=float(rank),
-        projector_hidden=32,
-    )
+    cfg = AdapterConfig.for_flux(params, rank=rank, alpha=float(rank), projector_hidden=32)
     adapter = AnyPhotoAdapter(cfg)
     if nonzero:
         with torch.no_grad():

@@ -151,12 +151,8 @@ class AnyPhotoObjective(nn.Module):
 
 
 def adapter_config_for(flux, config: TrainConfig, recognizer: str = "unknown") -> AdapterConfig:
-    p = flux.params
-    return AdapterConfig(
-        hidden_size=p.hidden_size,
-        mlp_hidden_dim=p.mlp_hidden_dim,
-        depth=p.depth,
-        depth_single_blocks=p.depth_single_blocks,
+    return AdapterConfig.for_flux(
+        flux.params,
         rank=config.model.rank,
         alpha=config.model.alpha,
         projector_hidden=config.model.projector_hidden,

@@ -101,16 +101,7 @@ def _randomize(model: torch.nn.Module, seed: int) -> None:
 
 
 def tiny_adapter_config() -> AdapterConfig:
-    return AdapterConfig(
-        hidden_size=TINY_FLUX.hidden_size,
-        mlp_hidden_dim=TINY_FLUX.mlp_hidden_dim,
-        depth=TINY_FLUX.depth,
-        depth_single_blocks=TINY_FLUX.depth_single_blocks,
-        rank=4,
-        alpha=4.0,
-        projector_hidden=32,
-        base_model="anyphoto-tiny",
-    )
+    return AdapterConfig.for_flux(TINY_FLUX, rank=4, alpha=4.0, projector_hidden=32, base_model="anyphoto-tiny")
 
 
 def _save(tensors: dict, path: Path) -> None:
