@@ -1,7 +1,7 @@
 """``python -m train.miniworld COMMAND``: build the MiniWorld, train its models, evaluate, render.
 
 Commands (see docs/miniworld.md): ``generate``, ``train-vae``, ``train-recognizer``, ``manifest``,
-``train-base``, ``ship``, ``fit-ablation``, ``eval``, ``render``.
+``train-base``, ``ship``, ``fit-ablation``, ``eval``, ``render``, ``diagnose``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         t.add_argument("--steps", type=int, default=None)
         t.add_argument("--seed", type=int, default=0)
         t.add_argument("--threads", type=int, default=1)
+        if name == "train-vae":
+            t.add_argument("--init", type=Path, help="vae.safetensors to fine-tune (default: random weights)")
         if name == "train-base":
             t.add_argument("--vae", type=Path, default=DEFAULT_RUNS / "vae" / "vae.safetensors")
     m = sub.add_parser("manifest", help="embed the training references and write the trainer manifest")
@@ -41,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--recognizer", type=Path, default=DEFAULT_RUNS / "recognizer" / "recognizer.onnx")
     f = sub.add_parser("fit-ablation", help="train one ablation with the normal trainer (see ablations.py)")
     f.add_argument("name")
+    d = sub.add_parser("diagnose", help="VAE ceiling, canvas-token locality and the adapter's face-token loss gap")
+    d.add_argument("--models", type=Path, required=True, help="MiniWorld model folder")
+    d.add_argument("--adapter", type=Path, help="adapter file whose face-token gap to measure (a fresh one always is)")
+    d.add_argument("--json", type=Path, required=True)
     e = sub.add_parser("eval", help="evaluate the shipped models on held-out people (JSON rows)")
     e.add_argument("--json", type=Path, required=True)
     e.add_argument("--models", type=Path, help="MiniWorld model folder (default: the shipped set)")
@@ -75,13 +81,23 @@ def main(argv: list[str] | None = None) -> int:
         from .ablations import ablation_args
 
         return train_main(ablation_args(args.name))
+    if args.command == "diagnose":
+        import json
+
+        from .diagnose import diagnose
+
+        result = diagnose(args.models, args.adapter)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1))
+        print(json.dumps(result, indent=1))
+        return 0
     if args.command in ("eval", "render", "ship"):
         return _apps(args)
     _threads(args.threads)
     if args.command == "train-vae":
         from .vae import train_vae
 
-        print(train_vae(args.world, args.out, steps=args.steps, seed=args.seed))
+        print(train_vae(args.world, args.out, steps=args.steps, seed=args.seed, init=args.init))
     elif args.command == "train-recognizer":
         from .recognizer import train_recognizer
 

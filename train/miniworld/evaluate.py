@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from anyphoto_core.app.models.miniworld import load_miniworld_recognizer, miniworld_dir
 from anyphoto_core.app.pipeline import AnyPhotoPipeline, GenerationSettings
 from anyphoto_core.app.previews import combined_canvas
+from anyphoto_core.conditioning import null_identity_inputs
 from anyphoto_core.evaluation.metrics import copy_paste_score, cosine
 from anyphoto_core.faces import Detection, FaceRef, Identity, arcface_crop, face_ref_at
 from anyphoto_core.geometry import landmarks_to_box
@@ -58,14 +59,13 @@ class EvalConfig:
 
 
 class DroppedIdentityPipeline(AnyPhotoPipeline):
-    """Identity dropout at inference, exactly as in training: same token positions, zero latents,
-    modulation offset ``MLP(0)``."""
+    """Identity dropout at inference, exactly as in training: the core's null condition
+    (:func:`anyphoto_core.conditioning.null_identity_inputs`: same token positions, zero latents,
+    modulation offset ``MLP(0)``)."""
 
     def identity_inputs(self, identities, placements, size, weights=None):
-        inputs, canvases = super().identity_inputs(identities, placements, size, weights)
-        with torch.no_grad():
-            zero = self.adapter.modulation_offsets(torch.zeros(len(identities), 512)).to(inputs.delta)
-        return replace(inputs, tokens=torch.zeros_like(inputs.tokens), delta=zero), canvases
+        inputs, canvases, notices = super().identity_inputs(identities, placements, size, weights)
+        return null_identity_inputs(self.adapter, inputs), canvases, notices
 
 
 def reference_face(spec: WorldSpec, person, k: int, recognizer) -> FaceRef:

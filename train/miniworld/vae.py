@@ -36,6 +36,10 @@ MINIWORLD_VAE_CONFIG = {
     "shift_factor": 0.0,
     "use_quant_conv": False,
     "use_post_quant_conv": False,
+    # No mid-block self-attention: with it, a face's latent cells depended on the whole picture (a face on the
+    # white location canvas encoded 0.77 relative error away from the same face in its scene), so canvas tokens
+    # carried little of the target latent; see docs/miniworld.md "Locality".
+    "mid_block_add_attention": False,
 }
 KL_WEIGHT = 1e-6
 
@@ -68,16 +72,29 @@ def cosine_lr(step: int, steps: int, peak: float, warmup: int = 100) -> float:
 
 
 def train_vae(
-    world: Path, out: Path, steps: int | None = None, seed: int = 0, batch: int = 12, lr: float = 1e-3, crop: int = 32
+    world: Path,
+    out: Path,
+    steps: int | None = None,
+    seed: int = 0,
+    batch: int = 12,
+    lr: float = 1e-3,
+    crop: int = 32,
+    init: Path | None = None,
 ) -> Path:
     """Train the VAE on random ``crop`` x ``crop`` windows (it is convolutional; small windows are what 2
-    shared CPU cores afford), resuming from ``out/checkpoint``; writes ``out/vae.safetensors`` and ``out/vae.json``."""
+    shared CPU cores afford), resuming from ``out/checkpoint``; writes ``out/vae.safetensors`` and ``out/vae.json``.
+    ``init``: a ``vae.safetensors`` to start from (a fine-tune; recorded in ``vae.json``) instead of random weights."""
     from diffusers import AutoencoderKL
 
     steps = steps or 1200
     torch.manual_seed(seed)
     images = world_images(world)
     model = AutoencoderKL(**MINIWORLD_VAE_CONFIG)
+    if init is not None:
+        from safetensors.torch import load_file
+
+        own = model.state_dict()  # a fine-tune may drop layers (e.g. the mid-block attention): keep what fits
+        model.load_state_dict({k: v for k, v in load_file(str(init)).items() if k in own}, strict=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
 
     def step_fn(step: int) -> dict[str, float]:
@@ -115,7 +132,9 @@ def train_vae(
     )
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(Path(out) / "vae.safetensors"))
     (Path(out) / "vae.json").write_text(
-        json.dumps({"config": config, "steps": steps, "seed": seed, "seconds": seconds})
+        json.dumps(
+            {"config": config, "steps": steps, "seed": seed, "seconds": seconds, "init": str(init) if init else None}
+        )
     )
     return Path(out) / "vae.safetensors"
 

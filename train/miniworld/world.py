@@ -19,7 +19,7 @@ class WorldSpec:
     of the reference photos (portraits)."""
 
     seed: int = 0
-    size: int = 64
+    size: int = 128
     reference_size: int = 128
     train_people: int = 300
     heldout_people: int = 60

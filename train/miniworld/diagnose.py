@@ -1,0 +1,157 @@
+"""Why the adapter can or cannot learn in the MiniWorld: three measurements, each an upper bound or a gap.
+
+* :func:`vae_ceiling`: identity accuracy of the world recognizer on held-out evaluation scenes after a VAE
+  round trip (encode + decode), next to the same on the true scenes. No generator can do better at a box
+  than the VAE can reconstruct the face there.
+* :func:`canvas_locality`: relative error ``|a - b| / |b|`` between the target latent and the latent of the
+  location canvas (the training canvas with ``augment=False``: the target face itself) at the token cells
+  the face covers completely, and between the target latent and the target masked to the face (white
+  elsewhere). Canvas tokens can only tell the model what goes at a cell if the VAE latent of that cell
+  depends mostly on the pixels there.
+* :func:`face_token_gap`: flow-matching loss at the face tokens with the identities vs with them dropped
+  (the null condition of training), at fixed ``t``, for an adapter: how much the adapter uses them.
+
+``python -m train.miniworld diagnose --models DIR [--adapter FILE] --json OUT.json`` runs all three.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anyphoto_core.faces import Identity
+from anyphoto_core.tokens import pack_latent
+
+from .evaluate import DISTRACTORS, embed_at, reference_face
+from .world import WorldSpec, eval_case, people
+
+TIMES = (0.3, 0.6, 0.9)
+
+
+def _to_tensor(image: np.ndarray) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 -> ``(1, 3, H, W)`` in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
+@torch.no_grad()
+def vae_ceiling(models: Path, cases: int = 8, counts=(2, 3), seed: int = 0) -> dict:
+    """Identity accuracy (as :mod:`train.miniworld.evaluate`) on the true scenes and on their VAE round trip."""
+    from anyphoto_core.app.models.miniworld import load_miniworld_recognizer, load_miniworld_vae
+
+    spec = WorldSpec(seed=seed)
+    heldout = [p for p in people(spec) if p.split == "heldout"]
+    recognizer, vae = load_miniworld_recognizer(models), load_miniworld_vae(models)
+    bank: dict[str, np.ndarray] = {}
+
+    def enrolled(p) -> np.ndarray:
+        if p.name not in bank:
+            refs = tuple(reference_face(spec, p, k, recognizer) for k in range(spec.references))
+            bank[p.name] = Identity(refs).embedding
+        return bank[p.name]
+
+    hits = {"true_scene": 0, "vae_round_trip": 0}
+    faces = 0
+    for n in counts:
+        for i in range(cases):
+            case = eval_case(spec, n, i, heldout)
+            rng = np.random.default_rng([seed, 4, n, i])
+            others = [p for p in heldout if p not in case.people]
+            distractors = [others[int(k)] for k in rng.choice(len(others), DISTRACTORS, replace=False)]
+            candidates = np.stack([enrolled(p) for p in (*case.people, *distractors)])
+            image = case.target.image
+            decoded = vae.decode(vae.encode(_to_tensor(image)))[0]
+            round_trip = ((decoded.permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+            for name, picture in (("true_scene", image), ("vae_round_trip", round_trip)):
+                embs = embed_at(picture, case.target.landmarks, recognizer)
+                hits[name] += sum(int(np.argmax(candidates @ e) == j) for j, e in enumerate(embs))
+            faces += len(case.people)
+    return {"faces": faces, **{f"identity_accuracy_{k}": round(v / faces, 4) for k, v in hits.items()}}
+
+
+def _trainer(models: Path, overrides: list[str]):
+    from train.config import load_config
+    from train.trainer import Trainer
+
+    config = load_config(
+        "train/configs/miniworld.yaml", [f"model.world_dir={models}", "run.output=runs/miniworld/diagnose", *overrides]
+    )
+    return Trainer(config)
+
+
+@torch.no_grad()
+def canvas_locality(models: Path, samples: int = 20, overrides: list[str] = ()) -> dict:
+    """Mean relative latent error at fully covered face cells (see module doc)."""
+    trainer = _trainer(models, list(overrides))
+    encode = trainer.models.vae.encode
+    size = trainer.config.data.resolution
+    grid, cell = size // 16, 16
+
+    def latent(image: np.ndarray) -> torch.Tensor:
+        return pack_latent(encode(_to_tensor(image)))[0]
+
+    canvas_err, masked_err = [], []
+    for position in range(samples):
+        sample = trainer.data.build(position, 0, augment=False)
+        target = latent(sample.image)
+        for canvas in sample.canvases:
+            mask = np.asarray(canvas.mask, np.float32)
+            covered = torch.from_numpy(mask.reshape(grid, cell, grid, cell).mean((1, 3)).flatten() > 0.99)
+            if not covered.any():
+                continue
+            masked = np.where(mask[..., None] > 0.5, sample.image, 255).astype(np.uint8)
+            ref = target[covered]
+            canvas_err.append(float((latent(np.asarray(canvas.image))[covered] - ref).norm() / ref.norm()))
+            masked_err.append(float((latent(masked)[covered] - ref).norm() / ref.norm()))
+    return {
+        "faces": len(canvas_err),
+        "canvas_vs_target": round(float(np.mean(canvas_err)), 4),
+        "masked_target_vs_target": round(float(np.mean(masked_err)), 4),
+    }
+
+
+@torch.no_grad()
+def face_token_gap(models: Path, adapter: Path | None, samples: int = 30, times=TIMES) -> dict:
+    """Face-token flow loss with identities and with them dropped, at each ``t`` (fresh adapter if None)."""
+    from safetensors.torch import load_file
+
+    from anyphoto_core.conditioning import identity_inputs, null_identity_inputs
+    from train.losses import interpolate
+
+    trainer = _trainer(models, ["loss.face_weight=0"])
+    if adapter is not None:
+        trainer.adapter.load_tensors(load_file(str(adapter)), str(adapter))
+    flux, guidance = trainer.models.flux, torch.full((1,), trainer.config.model.guidance)
+    prepared = [trainer.prepare(trainer.data.build(p, 0, augment=False)) for p in range(samples)]
+    rows = []
+    for t in times:
+        losses = {"identities": [], "dropped": []}
+        for p, s in enumerate(prepared):
+            cells = torch.unique(torch.cat([tok.index for tok in s.tokens]))
+            noise = torch.randn(s.x0.shape, generator=torch.Generator().manual_seed(p))
+            x_t, tt = interpolate(s.x0, noise, torch.tensor([t])), torch.tensor([t])
+            ids = identity_inputs(trainer.adapter, s.tokens, s.embeddings)
+            for name, inputs in (("identities", ids), ("dropped", null_identity_inputs(trainer.adapter, ids))):
+                txt_ids = torch.zeros(1, s.txt.shape[1], 3)
+                v = flux.forward_anyphoto(x_t, s.img_ids, s.txt, txt_ids, tt, s.y, guidance, inputs, isolate=True)
+                losses[name].append(float(((v - (noise - s.x0)) ** 2).mean(-1)[0, cells].mean()))
+        with_ids, dropped = float(np.mean(losses["identities"])), float(np.mean(losses["dropped"]))
+        rows.append(
+            {
+                "t": t,
+                "identities": round(with_ids, 4),
+                "dropped": round(dropped, 4),
+                "relative_gain": round(1 - with_ids / dropped, 4),
+            }
+        )
+    return {"adapter": str(adapter) if adapter else "fresh", "samples": samples, "rows": rows}
+
+
+def diagnose(models: Path, adapter: Path | None = None) -> dict:
+    torch.set_num_threads(1)
+    out = {"models": str(models), "vae_ceiling": vae_ceiling(models), "canvas_locality": canvas_locality(models)}
+    out["face_token_gap"] = [face_token_gap(models, None)]
+    if adapter is not None:
+        out["face_token_gap"].append(face_token_gap(models, adapter))
+    return out
