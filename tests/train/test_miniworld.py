@@ -184,3 +184,45 @@ def test_generate_demo_uses_the_miniworld_set(tmp_path):
     assert all(p["tokens"] > 0 for p in report["people"])
     with Image.open(tmp_path / "demo_preview.png") as prev:
         assert prev.height >= 256
+
+
+def _diagnose_overrides(world, models, tmp_path):
+    return [
+        f"data.manifest={world / 'manifest.jsonl'}",
+        f"model.recognizer={models / 'recognizer.onnx'}",
+        f"run.output={tmp_path / 'run'}",
+    ]
+
+
+def test_canvas_locality_is_zero_for_a_local_encoder(smoke_models, tmp_path):
+    """With a purely local encoder (8x8 average pool), a face cell's latent depends only on its pixels, so the
+    target masked to the face has exactly the target's latent there; the world VAE does not (it has context)."""
+    import torch.nn.functional as F
+
+    from train.miniworld.diagnose import locality_errors, miniworld_trainer
+
+    world, models = smoke_models
+    trainer = miniworld_trainer(models, _diagnose_overrides(world, models, tmp_path))
+    vae_rows = locality_errors(trainer, samples=3)
+    assert vae_rows["faces"] > 0 and vae_rows["masked_target_vs_target"] > 0.01
+    trainer.models.vae.encode = lambda x: torch.cat([F.avg_pool2d(x, 8)] * 6, dim=1)[:, :16]
+    local = locality_errors(trainer, samples=3)
+    assert local["faces"] == vae_rows["faces"]
+    assert local["masked_target_vs_target"] < 0.02
+    assert 0 < local["canvas_vs_target"] < vae_rows["canvas_vs_target"] + 1.0
+
+
+def test_diagnose_ceiling_and_face_token_gap_run_on_a_tiny_world(smoke_models, tmp_path):
+    from train.miniworld.diagnose import face_token_gap, vae_ceiling
+
+    world, models = smoke_models
+    ceiling = vae_ceiling(models, cases=1, counts=(2,), spec=TINY)
+    assert ceiling["faces"] == 2
+    assert 0 <= ceiling["identity_accuracy_vae_round_trip"] <= 1 and 0 <= ceiling["identity_accuracy_true_scene"] <= 1
+    gap = face_token_gap(models, None, samples=2, times=(0.5,), overrides=_diagnose_overrides(world, models, tmp_path))
+    row = gap["rows"][0]
+    assert np.isfinite(row["identities"]) and np.isfinite(row["dropped"])
+    assert (
+        row["relative_gain"] == round(1 - row["identities"] / row["dropped"], 4)
+        or abs(row["relative_gain"] - (1 - row["identities"] / row["dropped"])) < 1e-3
+    )

@@ -32,15 +32,15 @@ TIMES = (0.3, 0.6, 0.9)
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
     """``(H, W, 3)`` uint8 -> ``(1, 3, H, W)`` in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
 
 
 @torch.no_grad()
-def vae_ceiling(models: Path, cases: int = 8, counts=(2, 3), seed: int = 0) -> dict:
+def vae_ceiling(models: Path, cases: int = 8, counts=(2, 3), spec: WorldSpec = WorldSpec()) -> dict:
     """Identity accuracy (as :mod:`train.miniworld.evaluate`) on the true scenes and on their VAE round trip."""
     from anyphoto_core.app.models.miniworld import load_miniworld_recognizer, load_miniworld_vae
 
-    spec = WorldSpec(seed=seed)
+    seed = spec.seed
     heldout = [p for p in people(spec) if p.split == "heldout"]
     recognizer, vae = load_miniworld_recognizer(models), load_miniworld_vae(models)
     bank: dict[str, np.ndarray] = {}
@@ -58,7 +58,8 @@ def vae_ceiling(models: Path, cases: int = 8, counts=(2, 3), seed: int = 0) -> d
             case = eval_case(spec, n, i, heldout)
             rng = np.random.default_rng([seed, 4, n, i])
             others = [p for p in heldout if p not in case.people]
-            distractors = [others[int(k)] for k in rng.choice(len(others), DISTRACTORS, replace=False)]
+            picks = rng.choice(len(others), min(DISTRACTORS, len(others)), replace=False)
+            distractors = [others[int(k)] for k in picks]
             candidates = np.stack([enrolled(p) for p in (*case.people, *distractors)])
             image = case.target.image
             decoded = vae.decode(vae.encode(_to_tensor(image)))[0]
@@ -70,7 +71,8 @@ def vae_ceiling(models: Path, cases: int = 8, counts=(2, 3), seed: int = 0) -> d
     return {"faces": faces, **{f"identity_accuracy_{k}": round(v / faces, 4) for k, v in hits.items()}}
 
 
-def _trainer(models: Path, overrides: list[str]):
+def miniworld_trainer(models: Path, overrides: list[str]):
+    """The normal trainer on ``train/configs/miniworld.yaml`` with the world models of ``models``."""
     from train.config import load_config
     from train.trainer import Trainer
 
@@ -82,8 +84,13 @@ def _trainer(models: Path, overrides: list[str]):
 
 @torch.no_grad()
 def canvas_locality(models: Path, samples: int = 20, overrides: list[str] = ()) -> dict:
-    """Mean relative latent error at fully covered face cells (see module doc)."""
-    trainer = _trainer(models, list(overrides))
+    """Mean relative latent error at fully covered face cells (see module doc), with the world VAE."""
+    return locality_errors(miniworld_trainer(models, list(overrides)), samples)
+
+
+@torch.no_grad()
+def locality_errors(trainer, samples: int) -> dict:
+    """:func:`canvas_locality` for a built trainer (its data and ``models.vae.encode``)."""
     encode = trainer.models.vae.encode
     size = trainer.config.data.resolution
     grid, cell = size // 16, 16
@@ -106,20 +113,22 @@ def canvas_locality(models: Path, samples: int = 20, overrides: list[str] = ()) 
             masked_err.append(float((latent(masked)[covered] - ref).norm() / ref.norm()))
     return {
         "faces": len(canvas_err),
-        "canvas_vs_target": round(float(np.mean(canvas_err)), 4),
-        "masked_target_vs_target": round(float(np.mean(masked_err)), 4),
+        "canvas_vs_target": round(float(np.mean(canvas_err)), 4) if canvas_err else None,
+        "masked_target_vs_target": round(float(np.mean(masked_err)), 4) if masked_err else None,
     }
 
 
 @torch.no_grad()
-def face_token_gap(models: Path, adapter: Path | None, samples: int = 30, times=TIMES) -> dict:
+def face_token_gap(
+    models: Path, adapter: Path | None, samples: int = 30, times=TIMES, overrides: list[str] = ()
+) -> dict:
     """Face-token flow loss with identities and with them dropped, at each ``t`` (fresh adapter if None)."""
     from safetensors.torch import load_file
 
     from anyphoto_core.conditioning import identity_inputs, null_identity_inputs
     from train.losses import interpolate
 
-    trainer = _trainer(models, ["loss.face_weight=0"])
+    trainer = miniworld_trainer(models, ["loss.face_weight=0", *overrides])
     if adapter is not None:
         trainer.adapter.load_tensors(load_file(str(adapter)), str(adapter))
     flux, guidance = trainer.models.flux, torch.full((1,), trainer.config.model.guidance)
