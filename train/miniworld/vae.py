@@ -36,10 +36,6 @@ MINIWORLD_VAE_CONFIG = {
     "shift_factor": 0.0,
     "use_quant_conv": False,
     "use_post_quant_conv": False,
-    # No mid-block self-attention: with it, a face's latent cells depended on the whole picture (a face on the
-    # white location canvas encoded 0.77 relative error away from the same face in its scene), so canvas tokens
-    # carried little of the target latent; see docs/miniworld.md "Locality".
-    "mid_block_add_attention": False,
 }
 KL_WEIGHT = 1e-6
 
@@ -93,8 +89,7 @@ def train_vae(
     if init is not None:
         from safetensors.torch import load_file
 
-        own = model.state_dict()  # a fine-tune may drop layers (e.g. the mid-block attention): keep what fits
-        model.load_state_dict({k: v for k, v in load_file(str(init)).items() if k in own}, strict=False)
+        model.load_state_dict(load_file(str(init)))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
 
     def step_fn(step: int) -> dict[str, float]:
