@@ -226,3 +226,13 @@ def test_diagnose_ceiling_and_face_token_gap_run_on_a_tiny_world(smoke_models, t
         row["relative_gain"] == round(1 - row["identities"] / row["dropped"], 4)
         or abs(row["relative_gain"] - (1 - row["identities"] / row["dropped"])) < 1e-3
     )
+
+
+def test_one_sample_fit_lowers_that_samples_face_token_loss(smoke_models, tmp_path):
+    """The identity path can carry a target: a few steps on one sample lower its face-token loss with identities."""
+    from train.miniworld.diagnose import one_sample_fit
+
+    world, models = smoke_models
+    fit = one_sample_fit(models, steps=8, position=0, overrides=_diagnose_overrides(world, models, tmp_path))
+    assert fit["face_cells"] > 0 and np.isfinite(fit["base_no_tokens"])
+    assert fit["after"]["identities"] < fit["before"]["identities"]

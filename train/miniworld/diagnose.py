@@ -10,6 +10,8 @@
   depends mostly on the pixels there.
 * :func:`face_token_gap`: flow-matching loss at the face tokens with the identities vs with them dropped
   (the null condition of training), at fixed ``t``, for an adapter: how much the adapter uses them.
+* :func:`one_sample_fit`: a fresh adapter fitted to the face tokens of one sample (fixed ``t`` and noise):
+  can the identity path (LoRA + projector, frozen base) carry the target at all?
 
 ``python -m train.miniworld diagnose --models DIR [--adapter FILE] --json OUT.json`` runs all three.
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from anyphoto_core.faces import Identity
 from anyphoto_core.tokens import pack_latent
@@ -157,10 +160,59 @@ def face_token_gap(
     return {"adapter": str(adapter) if adapter else "fresh", "samples": samples, "rows": rows}
 
 
+def one_sample_fit(
+    models: Path, steps: int = 300, t: float = 0.6, lr: float = 2e-3, position: int = 3, overrides: list[str] = ()
+) -> dict:
+    """Face-token flow loss of one sample before and after ``steps`` Adam steps on it, with its identities and
+    with the null condition, next to the base without any identity token."""
+    from anyphoto_core.conditioning import identity_inputs, null_identity_inputs
+    from train.losses import interpolate
+
+    trainer = miniworld_trainer(models, ["loss.face_weight=0", *overrides])
+    s = trainer.prepare(trainer.data.build(position, 0, augment=False))
+    cells = torch.unique(torch.cat([tok.index for tok in s.tokens]))
+    tt = torch.tensor([t])
+    noise = torch.randn(s.x0.shape, generator=torch.Generator().manual_seed(0))
+    x_t, flux, guidance = interpolate(s.x0, noise, tt), trainer.models.flux, torch.full((1,), 1.0)
+    txt_ids = torch.zeros(1, s.txt.shape[1], 3)
+
+    def face_loss(inputs) -> Tensor:
+        v = flux.forward_anyphoto(x_t, s.img_ids, s.txt, txt_ids, tt, s.y, guidance, inputs, isolate=True)
+        return ((v - (noise - s.x0)) ** 2).mean(-1)[0, cells].mean()
+
+    def both() -> dict:
+        ids = identity_inputs(trainer.adapter, s.tokens, s.embeddings)
+        with torch.no_grad():
+            return {
+                "identities": round(float(face_loss(ids)), 4),
+                "dropped": round(float(face_loss(null_identity_inputs(trainer.adapter, ids))), 4),
+            }
+
+    with torch.no_grad():
+        stock = flux(x_t, s.img_ids, s.txt, txt_ids, tt, s.y, guidance)
+        base = float(((stock - (noise - s.x0)) ** 2).mean(-1)[0, cells].mean())
+    before = both()
+    optimizer = torch.optim.Adam([p for p in trainer.adapter.parameters() if p.requires_grad], lr=lr)
+    for _ in range(steps):
+        loss = face_loss(identity_inputs(trainer.adapter, s.tokens, s.embeddings))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return {
+        "t": t,
+        "steps": steps,
+        "face_cells": int(len(cells)),
+        "base_no_tokens": round(base, 4),
+        "before": before,
+        "after": both(),
+    }
+
+
 def diagnose(models: Path, adapter: Path | None = None) -> dict:
     torch.set_num_threads(1)
     out = {"models": str(models), "vae_ceiling": vae_ceiling(models), "canvas_locality": canvas_locality(models)}
     out["face_token_gap"] = [face_token_gap(models, None)]
     if adapter is not None:
         out["face_token_gap"].append(face_token_gap(models, adapter))
+    out["one_sample_fit"] = one_sample_fit(models)
     return out
