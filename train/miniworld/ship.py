@@ -62,6 +62,8 @@ def ship_world_models(runs: Path, dest: Path = MINIWORLD_DIR) -> None:
         info = {k: v for k, v in info.items() if k != "config"}
         if "steps" in info:
             cmd += f" --steps {info['steps']} --seed {info.get('seed', 0)}"
+        if info.get("init"):
+            cmd += f" --init {info['init']}"
         for name in files:
             ship_file(runs / sub / name, dest, name, cmd, int(info.get("seed", 0)), info)
 
