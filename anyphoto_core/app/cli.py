@@ -50,7 +50,7 @@ TINY_NOTE = (
 
 MINIWORLD_NOTE = (
     "NOTE: no FLUX.1-dev weights found, so the built-in MINIWORLD models are used: small models trained on a "
-    "synthetic cartoon world (docs/miniworld.md), 64x64 pictures. Their AnyPhoto adapter does NOT yet learn "
+    "synthetic cartoon world (docs/miniworld.md), 128x128 pictures. Their AnyPhoto adapter does NOT yet learn "
     "identity or place (held-out identity accuracy is at chance, docs/miniworld.md), so the picture is NOT "
     "meaningful yet: it proves the pipeline runs. Point at real weights with --models "
     "<ComfyUI>/models (diffusion_models/, vae/, text_encoders/, anyphoto/, insightface/)."

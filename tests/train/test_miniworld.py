@@ -180,7 +180,7 @@ def test_generate_demo_uses_the_miniworld_set(tmp_path):
     out = tmp_path / "demo.png"
     assert main(["generate", "--out", str(out), "--steps", "2"]) == 0
     report = json.loads(out.with_suffix(".json").read_text())
-    assert report["models"]["builtin"] == "miniworld" and report["size"] == [64, 64] and len(report["people"]) == 2
+    assert report["models"]["builtin"] == "miniworld" and report["size"] == [128, 128] and len(report["people"]) == 2
     assert all(p["tokens"] > 0 for p in report["people"])
     with Image.open(tmp_path / "demo_preview.png") as prev:
         assert prev.height >= 256
