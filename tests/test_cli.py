@@ -195,9 +195,12 @@ def test_early_token_check_uses_the_adapters_rule(tmp_path, capsys, monkeypatch)
 
 
 def test_adapter_token_rule_comes_from_the_file_that_will_load(tmp_path):
+    from anyphoto_core.adapter import read_adapter_config
     from anyphoto_core.app.models import ModelFiles
+    from anyphoto_core.app.models.miniworld import MINIWORLD_DIR
 
-    assert cli.adapter_token_rule(_args(), ("miniworld", None)) == "any"  # the shipped MiniWorld adapter's rule
+    shipped = read_adapter_config(MINIWORLD_DIR / "adapter.safetensors").token_rule  # the shipped MiniWorld adapter's
+    assert cli.adapter_token_rule(_args(), ("miniworld", None)) == shipped
     assert cli.adapter_token_rule(_args(), ("tiny", None)) == "majority"  # the tiny set's own adapter
     given = _adapter_with_rule(tmp_path / "all.safetensors", "all")
     assert cli.adapter_token_rule(_args("--adapter", str(given)), ("tiny", None)) == "all"
