@@ -29,7 +29,8 @@ COVERAGE_RULES = ("majority", "any", "all")
 
 
 def pack_latent(latent: Tensor, patch: int = 2) -> Tensor:
-    """``(B, C, H, W)`` -> ``(B, (H/p)*(W/p), C*p*p)``; odd sizes are zero-padded as FLUX does."""
+    """``(B, C, H, W)`` -> ``(B, (H/p)*(W/p), C*p*p)``; odd sizes are zero-padded (ComfyUI pads circularly;
+    the pipeline and trainer use multiples of 16, so neither pads)."""
     b, c, h, w = latent.shape
     pad_h, pad_w = (-h) % patch, (-w) % patch
     if pad_h or pad_w:
