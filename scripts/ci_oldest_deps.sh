@@ -2,8 +2,8 @@
 # CI: the core test subset in a venv holding the OLDEST versions the requirements allow.
 # Every ">=" lower bound of requirements.txt (numpy, pillow, scikit-image, safetensors, peft, onnx,
 # scipy, ...) is installed exactly, plus the oldest OpenCV, onnxruntime and insightface that
-# install.py / requirements-dev.txt allow; test tools, transformers, diffusers and accelerate (the
-# standalone app's loaders, not the method) resolve to the newest versions that fit those pins.
+# install.py / requirements-dev.txt allow, and transformers, diffusers and accelerate at their floors (the
+# standalone app's loaders); test tools resolve to the newest versions that fit those pins.
 # Measured on a busy 2-core machine (load ~12): 51 min with an empty venv and pip cache (pip ~3 min of CPU,
 # the rest waiting on downloads and disk); a re-run over an existing venv 16 min (160 tests: 13 min of it).
 # Usage: bash scripts/ci_oldest_deps.sh   (VENV=.venv-oldest, PYTHON=python3.11 by default)
@@ -18,6 +18,9 @@ sed -n 's/^\([A-Za-z0-9_.-]*\)>=\([0-9.]*\)[[:space:]]*$/\1==\2/p' requirements.
 cat >>"$pins" <<PINS
 opencv-python==4.8.0.74
 onnxruntime==1.19.0
+transformers==4.53.0
+diffusers==0.30.0
+accelerate==0.34.0
 PINS
 echo "oldest pins: $(tr '\n' ' ' <"$pins")"
 # torch is not under test here: the machine's CPU-only wheel (no CUDA libraries to copy) when the local
