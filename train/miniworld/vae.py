@@ -18,25 +18,14 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from anyphoto_core.app.models.vae import small_flux_vae_config
+
 from .checkpoints import train_loop
 from .generate import read_world
 
-MINIWORLD_VAE_CONFIG = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "block_out_channels": [16, 32, 64, 64],
-    "layers_per_block": 1,
-    "act_fn": "silu",
-    "latent_channels": 16,
-    "norm_num_groups": 8,
-    "sample_size": 128,
-    "scaling_factor": 1.0,
-    "shift_factor": 0.0,
-    "use_quant_conv": False,
-    "use_post_quant_conv": False,
-}
+MINIWORLD_VAE_CONFIG = small_flux_vae_config(
+    [16, 32, 64, 64], 1, 8, sample_size=128, scaling_factor=1.0, shift_factor=0.0
+)
 KL_WEIGHT = 1e-6
 
 

@@ -26,27 +26,13 @@ from safetensors.torch import save_file
 
 from ...adapter import AdapterConfig, AnyPhotoAdapter
 from ...flux import Flux, FluxParams
+from .vae import small_flux_vae_config
 
 TINY_VERSION = "v1"
 TINY_FLUX = FluxParams.tiny(
     hidden_size=64, num_heads=2, depth=1, depth_single_blocks=1, context_in_dim=32, vec_in_dim=16
 )
-TINY_VAE_CONFIG = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "block_out_channels": [8, 8, 16, 16],
-    "layers_per_block": 1,
-    "act_fn": "silu",
-    "latent_channels": 16,
-    "norm_num_groups": 4,
-    "sample_size": 64,
-    "scaling_factor": 0.3611,
-    "shift_factor": 0.1159,
-    "use_quant_conv": False,
-    "use_post_quant_conv": False,
-}
+TINY_VAE_CONFIG = small_flux_vae_config([8, 8, 16, 16], 1, 4, sample_size=64)
 _CHARS = list(string.ascii_lowercase + string.digits + " .,!?'-")
 _SPECIALS = ["<pad>", "</s>", "<unk>", "<s>"]
 TINY_CLIP_CONFIG = dict(

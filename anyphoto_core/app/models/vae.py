@@ -39,6 +39,20 @@ FLUX_VAE_CONFIG = {
     "use_post_quant_conv": False,
     "force_upcast": True,
 }
+
+
+def small_flux_vae_config(
+    block_out_channels: list[int], layers_per_block: int, norm_num_groups: int, **overrides
+) -> dict:
+    """A FLUX-layout VAE config (16 latent channels, 8x, same block types) at a smaller width and depth, for
+    the built-in tiny and MiniWorld sets; ``overrides`` replace any other field (e.g. ``sample_size``)."""
+    base = {k: v for k, v in FLUX_VAE_CONFIG.items() if k != "force_upcast"}
+    sizes = dict(
+        block_out_channels=block_out_channels, layers_per_block=layers_per_block, norm_num_groups=norm_num_groups
+    )
+    return {**base, **sizes, **overrides}
+
+
 _BFL_KEY = "encoder.down.0.block.0.conv1.weight"
 _DIFFUSERS_KEY = "encoder.down_blocks.0.resnets.0.conv1.weight"
 
