@@ -236,3 +236,93 @@ def test_one_sample_fit_lowers_that_samples_face_token_loss(smoke_models, tmp_pa
     fit = one_sample_fit(models, steps=8, position=0, overrides=_diagnose_overrides(world, models, tmp_path))
     assert fit["face_cells"] > 0 and np.isfinite(fit["base_no_tokens"])
     assert fit["after"]["identities"] < fit["before"]["identities"]
+
+
+def test_covered_cells_and_locality_losses_against_a_direct_computation():
+    """The ``local`` term is the squared latent error at fully covered cells only, averaged over those cells'
+    latent values; ``keep`` is the plain scene MSE. Checked against a loop over cells."""
+    from train.miniworld.locality import covered_cells, locality_losses
+
+    mask = np.zeros((32, 32), bool)
+    mask[0:16, 0:16] = True  # cell (0, 0) fully covered
+    mask[16:32, 0:13] = True  # cell (1, 0) 81 % covered: below the 0.9 threshold
+    mask[0:15, 16:32] = True  # cell (0, 1) 94 % covered
+    assert covered_cells(mask).tolist() == [[True, True], [False, False]]
+
+    gen = torch.Generator().manual_seed(0)
+    student = torch.nn.Conv2d(3, 4, 8, stride=8)
+    teacher = torch.nn.Conv2d(3, 4, 8, stride=8)
+    scenes, canvases = torch.randn(2, 3, 32, 32, generator=gen), torch.randn(3, 3, 32, 32, generator=gen)
+    owner = [0, 1, 1]
+    cells = torch.zeros(3, 1, 4, 4)
+    cells[0, :, :2, :2] = 1  # canvas 0: one 16-px cell = 2 x 2 latents
+    cells[2, :, 2:, 2:] = 1
+    terms = locality_losses(student, teacher, scenes, canvases, owner, cells)
+    with torch.no_grad():
+        target, pred = teacher(scenes), student(canvases)
+        errs = [
+            (pred[c, :, y, x] - target[owner[c], :, y, x]) ** 2
+            for c in range(3)
+            for y in range(4)
+            for x in range(4)
+            if cells[c, 0, y, x]
+        ]
+        local = torch.cat(errs).mean()
+        keep = ((student(scenes) - target) ** 2).mean()
+    assert torch.allclose(terms["local"], local) and torch.allclose(terms["keep"], keep)
+
+
+def test_localize_vae_freezes_the_decoder_and_keeps_the_latent_constants(smoke_models, tmp_path):
+    """Only the encoder moves; the decoder and the latent shift/scale are the init's, so a base trained on the
+    init's latents still decodes; the local term falls on the batch it trains on."""
+    from safetensors.torch import load_file
+
+    from train.miniworld.locality import localize_vae
+
+    world, models = smoke_models
+    out = localize_vae(world / "manifest.jsonl", models / "vae.safetensors", tmp_path / "local", steps=3, lr=5e-3)
+    before, after = load_file(models / "vae.safetensors"), load_file(out)
+    assert before.keys() == after.keys()
+    decoder = [k for k in before if not k.startswith("encoder.")]
+    assert decoder and all(torch.equal(before[k], after[k]) for k in decoder)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("encoder."))
+    config = json.loads(out.with_suffix(".json").read_text())["config"]
+    assert config == json.loads((models / "vae.json").read_text())["config"]
+    from diffusers import AutoencoderKL
+
+    from train.config import DataConfig
+    from train.dataset import SampleBuilder
+    from train.manifest import read_manifest
+    from train.miniworld.locality import local_batch, locality_losses
+    from train.miniworld.vae import MINIWORLD_VAE_CONFIG
+
+    def encoder(state):
+        vae = AutoencoderKL(**MINIWORLD_VAE_CONFIG)
+        vae.load_state_dict(state)
+        return lambda x: vae.encode(x).latent_dist.mean
+
+    data = DataConfig(manifest=str(world / "manifest.jsonl"), resolution=TINY.size, crop_size=112)
+    builder = SampleBuilder(read_manifest(world / "manifest.jsonl"), data)
+    batch = local_batch(builder, range(len(builder)))
+    with torch.no_grad():
+        old = locality_losses(encoder(before), encoder(before), *batch)
+        new = locality_losses(encoder(after), encoder(before), *batch)
+    assert old["keep"] == 0 and new["local"] < old["local"]
+
+
+def test_denoised_identity_accuracy_at_t0_is_the_vae_ceiling(smoke_models, tmp_path):
+    """At t = 0 the one-step prediction is the encoded ground truth itself, so every row scores the VAE round
+    trip: the same accuracy as ``vae_ceiling`` on the same cases, whatever the adapter."""
+    from anyphoto_core.adapter import AdapterConfig, AnyPhotoAdapter
+    from anyphoto_core.flux import load_flux
+    from train.miniworld.diagnose import denoised_identity_accuracy, vae_ceiling
+
+    world, models = smoke_models
+    flux = load_flux(models / "flux.safetensors", dtype=torch.float32)
+    adapter = tmp_path / "adapter.safetensors"
+    AnyPhotoAdapter(AdapterConfig.for_flux(flux.params, rank=2, alpha=2.0, projector_hidden=8)).save(adapter)
+    rows = denoised_identity_accuracy(models, adapter, cases=2, counts=(2,), times=(0.0, 1.0), spec=TINY)
+    ceiling = vae_ceiling(models, cases=2, counts=(2,), spec=TINY)["identity_accuracy_vae_round_trip"]
+    assert {(r["t"], r["config"]) for r in rows} == {(t, c) for t in (0.0, 1.0) for c in ("adapter", "dropped", "base")}
+    assert all(r["faces"] == 4 for r in rows)
+    assert all(r["identity_accuracy"] == ceiling for r in rows if r["t"] == 0.0)

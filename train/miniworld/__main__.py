@@ -1,7 +1,7 @@
 """``python -m train.miniworld COMMAND``: build the MiniWorld, train its models, evaluate, render.
 
 Commands (see docs/miniworld.md): ``generate``, ``train-vae``, ``train-recognizer``, ``manifest``,
-``train-base``, ``ship``, ``fit-ablation``, ``eval``, ``render``, ``diagnose``.
+``localize-vae``, ``train-base``, ``ship``, ``fit-ablation``, ``eval``, ``render``, ``diagnose``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,16 @@ def main(argv: list[str] | None = None) -> int:
             t.add_argument("--init", type=Path, help="vae.safetensors to fine-tune (default: random weights)")
         if name == "train-base":
             t.add_argument("--vae", type=Path, default=DEFAULT_RUNS / "vae" / "vae.safetensors")
+    lv = sub.add_parser(
+        "localize-vae", help="fine-tune the VAE encoder: face-cell latents independent of the surroundings"
+    )
+    lv.add_argument("--world", type=Path, default=DEFAULT_WORLD, help="world folder with manifest.jsonl")
+    lv.add_argument("--init", type=Path, default=DEFAULT_RUNS / "vae" / "vae.safetensors", help="VAE to fine-tune")
+    lv.add_argument("--out", type=Path, default=DEFAULT_RUNS / "vae-local")
+    lv.add_argument("--steps", type=int, default=None)
+    lv.add_argument("--seed", type=int, default=0)
+    lv.add_argument("--lr", type=float, default=5e-4)
+    lv.add_argument("--threads", type=int, default=1)
     m = sub.add_parser("manifest", help="embed the training references and write the trainer manifest")
     m.add_argument("--world", type=Path, default=DEFAULT_WORLD)
     m.add_argument("--recognizer", type=Path, default=DEFAULT_RUNS / "recognizer" / "recognizer.onnx")
@@ -102,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
         from .recognizer import train_recognizer
 
         print(train_recognizer(args.world, args.out, steps=args.steps, seed=args.seed))
+    elif args.command == "localize-vae":
+        from .locality import localize_vae
+
+        print(
+            localize_vae(
+                args.world / "manifest.jsonl", args.init, args.out, steps=args.steps, seed=args.seed, lr=args.lr
+            )
+        )
     elif args.command == "train-base":
         from .base import train_base
 

@@ -1,4 +1,4 @@
-"""Why the adapter can or cannot learn in the MiniWorld: three measurements, each an upper bound or a gap.
+"""Why the adapter can or cannot learn in the MiniWorld: measurements, each an upper bound or a gap.
 
 * :func:`vae_ceiling`: identity accuracy of the world recognizer on held-out evaluation scenes after a VAE
   round trip (encode + decode), next to the same on the true scenes. No generator can do better at a box
@@ -12,8 +12,12 @@
   (the null condition of training), at fixed ``t``, for an adapter: how much the adapter uses them.
 * :func:`one_sample_fit`: a fresh adapter fitted to the face tokens of one sample (fixed ``t`` and noise):
   can the identity path (LoRA + projector, frozen base) carry the target at all?
+* :func:`denoised_identity_accuracy`: identity accuracy at the boxes of the one-step prediction from the
+  held-out ground truth noised to ``t``, with the adapter's identities, with them dropped and with none:
+  does the adapter put the right person at the box, whether or not the base can draw a scene from noise?
 
-``python -m train.miniworld diagnose --models DIR [--adapter FILE] --json OUT.json`` runs all three.
+``python -m train.miniworld diagnose --models DIR [--adapter FILE] --json OUT.json`` runs them all (the last
+one with ``--adapter``).
 """
 
 from __future__ import annotations
@@ -24,11 +28,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from anyphoto_core.faces import Identity
+from anyphoto_core.app.models.miniworld import load_miniworld_recognizer
 from anyphoto_core.tokens import pack_latent
 
-from .evaluate import DISTRACTORS, embed_at, reference_face
-from .world import WorldSpec, eval_case, people
+from .evaluate import Tally, case_identities, embed_at, reference_face, score_image
+from .world import WorldSpec, people
 
 TIMES = (0.3, 0.6, 0.9)
 
@@ -38,40 +42,102 @@ def _to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
 
 
+def _heldout_bank(spec: WorldSpec, recognizer):
+    """Held-out people and ``bank(person)``: their reference ``FaceRef`` s (memoised)."""
+    heldout = [p for p in people(spec) if p.split == "heldout"]
+    cache: dict[str, list] = {}
+
+    def bank(p) -> list:
+        if p.name not in cache:
+            cache[p.name] = [reference_face(spec, p, k, recognizer) for k in range(spec.references)]
+        return cache[p.name]
+
+    return heldout, bank
+
+
+def _pixels(image: Tensor) -> np.ndarray:
+    """``(3, H, W)`` in [-1, 1] -> ``(H, W, 3)`` uint8."""
+    return ((image.permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+
+
 @torch.no_grad()
 def vae_ceiling(models: Path, cases: int = 8, counts=(2, 3), spec: WorldSpec = WorldSpec()) -> dict:
     """Identity accuracy (as :mod:`train.miniworld.evaluate`) on the true scenes and on their VAE round trip."""
-    from anyphoto_core.app.models.miniworld import load_miniworld_recognizer, load_miniworld_vae
+    from anyphoto_core.app.models.miniworld import load_miniworld_vae
 
-    seed = spec.seed
-    heldout = [p for p in people(spec) if p.split == "heldout"]
     recognizer, vae = load_miniworld_recognizer(models), load_miniworld_vae(models)
-    bank: dict[str, np.ndarray] = {}
-
-    def enrolled(p) -> np.ndarray:
-        if p.name not in bank:
-            refs = tuple(reference_face(spec, p, k, recognizer) for k in range(spec.references))
-            bank[p.name] = Identity(refs).embedding
-        return bank[p.name]
-
+    heldout, bank = _heldout_bank(spec, recognizer)
     hits = {"true_scene": 0, "vae_round_trip": 0}
     faces = 0
     for n in counts:
         for i in range(cases):
-            case = eval_case(spec, n, i, heldout)
-            rng = np.random.default_rng([seed, 4, n, i])
-            others = [p for p in heldout if p not in case.people]
-            picks = rng.choice(len(others), min(DISTRACTORS, len(others)), replace=False)
-            distractors = [others[int(k)] for k in picks]
-            candidates = np.stack([enrolled(p) for p in (*case.people, *distractors)])
+            case, _, candidates = case_identities(spec, n, i, heldout, bank)
             image = case.target.image
-            decoded = vae.decode(vae.encode(_to_tensor(image)))[0]
-            round_trip = ((decoded.permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+            round_trip = _pixels(vae.decode(vae.encode(_to_tensor(image)))[0])
             for name, picture in (("true_scene", image), ("vae_round_trip", round_trip)):
                 embs = embed_at(picture, case.target.landmarks, recognizer)
                 hits[name] += sum(int(np.argmax(candidates @ e) == j) for j, e in enumerate(embs))
             faces += len(case.people)
     return {"faces": faces, **{f"identity_accuracy_{k}": round(v / faces, 4) for k, v in hits.items()}}
+
+
+@torch.no_grad()
+def denoised_identity_accuracy(
+    models: Path,
+    adapter: Path | None = None,
+    cases: int = 8,
+    counts=(2, 3),
+    times=(0.6, 0.9),
+    spec: WorldSpec = WorldSpec(),
+    guidance: float = 3.5,
+) -> list[dict]:
+    """Does the adapter put the right person at the box, independently of whether the base can draw a scene?
+
+    For each held-out evaluation case (as ``eval``: references in other styles than the target), the ground
+    truth latent is noised to ``t`` (``x_t = (1 - t) x0 + t noise``) and the model's one-step prediction
+    ``x0_hat = x_t - t v`` is decoded and scored at the boxes (:func:`~train.miniworld.evaluate.score_image`),
+    with the case's identities (``adapter``), with them dropped (``dropped``, the training null) and with no
+    identity tokens (``base``). At high ``t`` the ground truth says little about who is where (the
+    ``base`` row is the leak), so the gap between ``adapter`` and ``dropped`` is what the identity inputs
+    add. Rows: ``{"t", "config", "identity_accuracy", "swap_rate", "sim_ref", "faces"}``.
+    """
+    from anyphoto_core.app.pipeline import AnyPhotoPipeline
+    from anyphoto_core.conditioning import null_identity_inputs
+    from anyphoto_core.placements import Placement
+    from anyphoto_core.tokens import image_token_ids, unpack_tokens
+
+    pipe = AnyPhotoPipeline.miniworld(adapter_path=adapter, folder=models)
+    recognizer = load_miniworld_recognizer(models)
+    heldout, bank = _heldout_bank(spec, recognizer)
+    grid = spec.size // 16
+    img_ids, g = image_token_ids(grid, grid)[None], torch.full((1,), guidance)
+    tallies: dict[tuple[float, str], Tally] = {}
+    for n in counts:
+        for i in range(cases):
+            case, identities, candidates = case_identities(spec, n, i, heldout, bank)
+            target = case.target
+            ids, _, _ = pipe.identity_inputs(
+                identities, [Placement.from_landmarks(lmk) for lmk in target.landmarks], (spec.size, spec.size)
+            )
+            conditions = {"adapter": ids, "dropped": null_identity_inputs(pipe.adapter, ids), "base": None}
+            txt, y = pipe.encode_prompt(target.caption, free_encoders=False)
+            txt_ids = torch.zeros(1, txt.shape[1], 3)
+            x0 = pack_latent(pipe.vae.encode(_to_tensor(target.image)))
+            noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(case.seed))
+            ref_embs = np.stack([ident.embedding for ident in identities])
+            gt_embs = embed_at(target.image, target.landmarks, recognizer)
+            for t in times:
+                tt = torch.tensor([float(t)])
+                x_t = (1 - tt) * x0 + tt * noise
+                for name, cond in conditions.items():
+                    v = pipe.flux.forward_anyphoto(x_t, img_ids, txt, txt_ids, tt, y, g, cond)
+                    image = _pixels(pipe.vae.decode(unpack_tokens(x_t - tt * v, grid, grid))[0])
+                    score = score_image(image, target.landmarks, candidates, ref_embs, gt_embs, recognizer)
+                    tallies[(t, name)] = tallies.get((t, name), Tally()).add(score)
+    return [
+        {"t": t, **{k: v for k, v in tally.row(name, "-".join(map(str, counts))).items() if k != "copy_paste"}}
+        for (t, name), tally in tallies.items()
+    ]
 
 
 def miniworld_trainer(models: Path, overrides: list[str]):
@@ -214,5 +280,6 @@ def diagnose(models: Path, adapter: Path | None = None) -> dict:
     out["face_token_gap"] = [face_token_gap(models, None)]
     if adapter is not None:
         out["face_token_gap"].append(face_token_gap(models, adapter))
+        out["denoised_identity_accuracy"] = denoised_identity_accuracy(models, adapter)
     out["one_sample_fit"] = one_sample_fit(models)
     return out

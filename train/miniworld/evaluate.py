@@ -123,6 +123,23 @@ def score_image(image, landmarks, candidates, ref_embs, gt_embs, recognizer) -> 
     return tally
 
 
+def case_identities(spec: WorldSpec, n: int, i: int, heldout, bank) -> tuple:
+    """Held-out case ``(n, i)``, its people as :class:`Identity` (the case's reference photo first, then the
+    bank photos in other styles than the target's) and the candidate embeddings ``(n + DISTRACTORS, 512)``
+    (the scene's people first, then distractors). ``bank(person)``: the person's reference ``FaceRef`` s."""
+    case = eval_case(spec, n, i, heldout)
+    rng = np.random.default_rng([spec.seed, 4, n, i])
+    others = [p for p in heldout if p not in case.people]
+    distractors = [others[int(k)] for k in rng.choice(len(others), min(DISTRACTORS, len(others)), replace=False)]
+    candidates = np.stack([Identity(tuple(bank(p))).embedding for p in (*case.people, *distractors)])
+    identities = []
+    for p, k in zip(case.people, case.references, strict=True):
+        usable = [f for j, f in enumerate(bank(p)) if reference_style(p, j) != case.target.style]
+        chosen = bank(p)[k]
+        identities.append(Identity((replace(chosen, score=1.0), *[f for f in usable if f is not chosen])))
+    return case, identities, candidates
+
+
 def build_configs(folder: Path) -> list[EvalConfig]:
     """``adapter``, the shipped ablations (``ablations.json``), ``base`` and ``dropped``."""
     configs = [EvalConfig("adapter", folder / "adapter.safetensors")]
@@ -173,16 +190,7 @@ def evaluate(
     tallies: dict[tuple[str, int], Tally] = {}
     cases = [(n, i) for n in counts for i in range(cases_per_count)]
     for n, i in tqdm(cases, desc="miniworld eval"):
-        case = eval_case(spec, n, i, heldout)
-        rng = np.random.default_rng([seed, 4, n, i])
-        others = [p for p in heldout if p not in case.people]
-        distractors = [others[int(k)] for k in rng.choice(len(others), min(DISTRACTORS, len(others)), replace=False)]
-        candidates = np.stack([Identity(tuple(bank(p))).embedding for p in (*case.people, *distractors)])
-        identities = []
-        for p, k in zip(case.people, case.references, strict=True):
-            usable = [f for j, f in enumerate(bank(p)) if reference_style(p, j) != case.target.style]
-            chosen = bank(p)[k]
-            identities.append(Identity((replace(chosen, score=1.0), *[f for f in usable if f is not chosen])))
+        case, identities, candidates = case_identities(spec, n, i, heldout, bank)
         ref_embs = np.stack([ident.embedding for ident in identities])
         target = case.target
         gt_embs = embed_at(target.image, target.landmarks, recognizer)
