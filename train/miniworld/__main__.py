@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--models", type=Path, required=True, help="MiniWorld model folder")
     d.add_argument("--adapter", type=Path, help="adapter file whose face-token gap to measure (a fresh one always is)")
     d.add_argument("--json", type=Path, required=True)
+    d.add_argument("--cases", type=int, default=8, help="held-out cases per people count (2, 3) for the accuracies")
+    d.add_argument("--all-visible", action="store_true", help="the adapter was trained with model.isolate=false")
+    d.add_argument("--only", choices=["denoised"], help="run only the denoised identity accuracy (needs --adapter)")
     e = sub.add_parser("eval", help="evaluate the shipped models on held-out people (JSON rows)")
     e.add_argument("--json", type=Path, required=True)
     e.add_argument("--models", type=Path, help="MiniWorld model folder (default: the shipped set)")
@@ -96,7 +99,16 @@ def main(argv: list[str] | None = None) -> int:
 
         from .diagnose import diagnose
 
-        result = diagnose(args.models, args.adapter)
+        if args.only == "denoised":
+            if args.adapter is None:
+                parser.error("--only denoised needs --adapter")
+            from .diagnose import denoised_identity_accuracy
+
+            _threads(1)
+            rows = denoised_identity_accuracy(args.models, args.adapter, args.cases, isolate=not args.all_visible)
+            result = {"models": str(args.models), "adapter": str(args.adapter), "denoised_identity_accuracy": rows}
+        else:
+            result = diagnose(args.models, args.adapter, args.cases, isolate=not args.all_visible)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1))
         print(json.dumps(result, indent=1))

@@ -90,6 +90,7 @@ def denoised_identity_accuracy(
     times=(0.6, 0.9),
     spec: WorldSpec = WorldSpec(),
     guidance: float = 3.5,
+    isolate: bool = True,
 ) -> list[dict]:
     """Does the adapter put the right person at the box, independently of whether the base can draw a scene?
 
@@ -99,7 +100,8 @@ def denoised_identity_accuracy(
     with the case's identities (``adapter``), with them dropped (``dropped``, the training null) and with no
     identity tokens (``base``). At high ``t`` the ground truth says little about who is where (the
     ``base`` row is the leak), so the gap between ``adapter`` and ``dropped`` is what the identity inputs
-    add. Rows: ``{"t", "config", "identity_accuracy", "swap_rate", "sim_ref", "faces"}``.
+    add. ``isolate=False`` for adapters trained with all-visible attention. Rows: ``{"t", "config",
+    "identity_accuracy", "swap_rate", "sim_ref", "faces"}``.
     """
     from anyphoto_core.app.pipeline import AnyPhotoPipeline
     from anyphoto_core.conditioning import null_identity_inputs
@@ -130,7 +132,7 @@ def denoised_identity_accuracy(
                 tt = torch.tensor([float(t)])
                 x_t = (1 - tt) * x0 + tt * noise
                 for name, cond in conditions.items():
-                    v = pipe.flux.forward_anyphoto(x_t, img_ids, txt, txt_ids, tt, y, g, cond)
+                    v = pipe.flux.forward_anyphoto(x_t, img_ids, txt, txt_ids, tt, y, g, cond, isolate=isolate)
                     image = _pixels(pipe.vae.decode(unpack_tokens(x_t - tt * v, grid, grid))[0])
                     score = score_image(image, target.landmarks, candidates, ref_embs, gt_embs, recognizer)
                     tallies[(t, name)] = tallies.get((t, name), Tally()).add(score)
@@ -274,12 +276,13 @@ def one_sample_fit(
     }
 
 
-def diagnose(models: Path, adapter: Path | None = None) -> dict:
+def diagnose(models: Path, adapter: Path | None = None, cases: int = 8, isolate: bool = True) -> dict:
+    """Every measurement of this module; ``cases`` per people count (2 and 3) for the identity accuracies."""
     torch.set_num_threads(1)
-    out = {"models": str(models), "vae_ceiling": vae_ceiling(models), "canvas_locality": canvas_locality(models)}
+    out = {"models": str(models), "vae_ceiling": vae_ceiling(models, cases), "canvas_locality": canvas_locality(models)}
     out["face_token_gap"] = [face_token_gap(models, None)]
     if adapter is not None:
         out["face_token_gap"].append(face_token_gap(models, adapter))
-        out["denoised_identity_accuracy"] = denoised_identity_accuracy(models, adapter)
+        out["denoised_identity_accuracy"] = denoised_identity_accuracy(models, adapter, cases, isolate=isolate)
     out["one_sample_fit"] = one_sample_fit(models)
     return out

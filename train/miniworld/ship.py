@@ -51,9 +51,15 @@ def ship_file(src: Path, dest: Path, name: str, command: str, seed: int, info: d
 
 
 def ship_world_models(runs: Path, dest: Path = MINIWORLD_DIR) -> None:
-    """VAE (+ config), base transformer and recognizer from ``runs/{vae,base,recognizer}``."""
+    """VAE (+ config), base transformer and recognizer from ``runs/{vae,base,recognizer}``; the VAE from
+    ``runs/vae-local`` instead when ``localize-vae`` has been run."""
+    local = (runs / "vae-local" / "vae.safetensors").is_file()
     for sub, files, cmd in (
-        ("vae", ("vae.safetensors", "vae.json"), "python -m train.miniworld train-vae"),
+        (
+            "vae-local" if local else "vae",
+            ("vae.safetensors", "vae.json"),
+            f"python -m train.miniworld {'localize-vae' if local else 'train-vae'}",
+        ),
         ("base", ("flux.safetensors",), "python -m train.miniworld train-base"),
         ("recognizer", ("recognizer.onnx",), "python -m train.miniworld train-recognizer"),
     ):
