@@ -100,8 +100,8 @@ def denoised_identity_accuracy(
     with the case's identities (``adapter``), with them dropped (``dropped``, the training null) and with no
     identity tokens (``base``). At high ``t`` the ground truth says little about who is where (the
     ``base`` row is the leak), so the gap between ``adapter`` and ``dropped`` is what the identity inputs
-    add. ``isolate=False`` for adapters trained with all-visible attention. Rows: ``{"t", "config",
-    "identity_accuracy", "swap_rate", "sim_ref", "faces"}``.
+    add. ``isolate=False`` for adapters trained with all-visible attention. Rows: ``t`` and the fields of
+    :meth:`~train.miniworld.evaluate.Tally.row` (``sim_gt`` and ``copy_paste`` against the ground truth at ``t``).
     """
     from anyphoto_core.app.pipeline import AnyPhotoPipeline
     from anyphoto_core.conditioning import null_identity_inputs
@@ -136,10 +136,7 @@ def denoised_identity_accuracy(
                     image = _pixels(pipe.vae.decode(unpack_tokens(x_t - tt * v, grid, grid))[0])
                     score = score_image(image, target.landmarks, candidates, ref_embs, gt_embs, recognizer)
                     tallies[(t, name)] = tallies.get((t, name), Tally()).add(score)
-    return [
-        {"t": t, **{k: v for k, v in tally.row(name, "-".join(map(str, counts))).items() if k != "copy_paste"}}
-        for (t, name), tally in tallies.items()
-    ]
+    return [{"t": t, **tally.row(name, "-".join(map(str, counts)))} for (t, name), tally in tallies.items()]
 
 
 def miniworld_trainer(models: Path, overrides: list[str]):
