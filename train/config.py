@@ -64,6 +64,7 @@ class ModelConfig:
     guidance: float = 1.0
     modulation: bool = True  # False: ablation "no modulation" (projector frozen at its zero init, delta c = 0)
     isolate: bool = True  # False: ablation "all-visible attention" (identity tokens see each other)
+    shard_flux: bool = False  # split the frozen FLUX weights across the processes (FSDP2, train/sharding.py)
 
 
 @dataclass
@@ -250,5 +251,11 @@ def validate(config: TrainConfig) -> None:
             problems.append(f"{key} must be {requirement}, got {value!r}")
     if config.model.t5_min_length > config.model.t5_max_length:
         problems.append(f"model.t5_min_length ({config.model.t5_min_length}) must be <= model.t5_max_length")
+    if config.model.shard_flux and not config.model.gradient_checkpointing:
+        problems.append(
+            "model.shard_flux=true needs model.gradient_checkpointing=true (the LoRA delta is added in place on a "
+            "sharded linear's output, and only the checkpoint recompute gathers that weight again for the "
+            "backward pass); set model.gradient_checkpointing=true or model.shard_flux=false"
+        )
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))

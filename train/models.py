@@ -28,6 +28,7 @@ from anyphoto_core.faces import TorchArcFace
 from anyphoto_core.flux import Flux, load_flux
 
 from .config import ModelConfig
+from .sharding import shard_linears
 from .text_cache import TextCache
 
 #: caption -> ``txt`` (1, L, context_dim) and pooled ``y`` (1, vec_dim), float32 (``TextEncoders.encode``).
@@ -72,19 +73,22 @@ def _check_files(config: ModelConfig, roles) -> None:
 
 def build_models(config: ModelConfig, device="cpu", dtype=torch.float32, need_recognizer: bool = True) -> FrozenModels:
     """Load the frozen models (``kind: flux``: local files; ``kind: tiny``: the built-in tiny set), all
-    ``requires_grad=False``, on ``device`` in ``dtype`` (tiny: float32). With ``model.text_cache`` the captions
+    ``requires_grad=False``, on ``device`` in ``dtype`` (tiny: float32); with ``model.shard_flux`` FLUX is loaded
+    on the CPU and each process keeps only its shards on ``device`` (:mod:`train.sharding`; needs the process
+    group). With ``model.text_cache`` the captions
     come from the cache (:class:`~train.text_cache.TextCache`) and the text encoders are not loaded at all."""
     cache = TextCache(config.text_cache, config.t5_min_length, config.t5_max_length) if config.text_cache else None
+    flux_device = "cpu" if config.shard_flux else device  # sharded: only this process's shards reach ``device``
     if config.kind in ("tiny", "miniworld"):
         if config.kind == "tiny":
             pipe = AnyPhotoPipeline.tiny(folder=config.tiny_dir or None)
         else:
             pipe = AnyPhotoPipeline.miniworld(folder=config.world_dir or None, with_adapter=False)
-        flux, vae = pipe.flux.to(device), pipe.vae
+        flux, vae = pipe.flux.to(flux_device), pipe.vae
         vae.model.to(device)
     else:
         _check_files(config, ("flux", "vae"))
-        flux = load_flux(config.flux, dtype=dtype, device=device)
+        flux = load_flux(config.flux, dtype=dtype, device=flux_device)
         vae = load_flux_vae(config.vae, dtype=dtype, device=device)
     text: EncodeText = cache if cache is not None else load_text_encoders_for(config, device, dtype).encode
     recognizer = None
@@ -97,4 +101,11 @@ def build_models(config: ModelConfig, device="cpu", dtype=torch.float32, need_re
             )
         recognizer = TorchArcFace(config.recognizer).to(device)
     flux.requires_grad_(False).eval()
+    if config.shard_flux:
+        shard_linears(flux, torch.device(device))
     return FrozenModels(flux, vae, text, recognizer)
+
+
+def parameter_dtype(module: torch.nn.Module) -> torch.dtype:
+    """The dtype of ``module``'s (first) parameter; also for FSDP2-sharded parameters (``DTensor``)."""
+    return next(module.parameters()).dtype

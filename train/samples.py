@@ -13,6 +13,8 @@ from anyphoto_core.conditioning import identity_inputs
 from anyphoto_core.sampling import euler_sample, flux_schedule
 from anyphoto_core.tokens import unpack_tokens
 
+from .models import parameter_dtype
+
 
 @torch.no_grad()
 def generate(trainer, position: int, steps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -20,7 +22,7 @@ def generate(trainer, position: int, steps: int, seed: int = 0) -> tuple[np.ndar
     sample = trainer.data.build(position, trainer.step, augment=False)
     s = trainer.prepare(sample)
     flux, adapter = trainer.models.flux, trainer.adapter
-    dtype = flux.img_in.weight.dtype
+    dtype = parameter_dtype(flux)
     ids = identity_inputs(adapter, s.tokens, s.embeddings)
     txt_ids = torch.zeros(1, s.txt.shape[1], 3, device=s.x0.device)
     guidance = torch.full((1,), trainer.config.model.guidance, device=s.x0.device, dtype=dtype)
@@ -45,12 +47,17 @@ def generate(trainer, position: int, steps: int, seed: int = 0) -> tuple[np.ndar
     return sample.image, canvas, generated
 
 
-def save_sample_grid(trainer, path: str | Path, count: int = 2) -> Path:
+def generate_grid(trainer, count: int = 2) -> np.ndarray:
+    """One row per sample (:func:`generate`: target | canvases | generated), uint8 (count * R, 3 * R, 3)."""
     rows = [
         np.concatenate(generate(trainer, i, trainer.config.run.sample_steps), axis=1)
         for i in range(min(count, len(trainer.data)))
     ]
+    return np.concatenate(rows, axis=0)
+
+
+def write_grid(grid: np.ndarray, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    Image.fromarray(grid).save(path)
     return path

@@ -42,7 +42,8 @@ from .losses import (
     sample_logit_normal,
 )
 from .manifest import Manifest, read_manifest, trained_recognizer
-from .models import FrozenModels, build_models, decode_with_grad
+from .models import FrozenModels, build_models, decode_with_grad, parameter_dtype
+from .sharding import check_sharding_setup, reshard_gathered
 from .stream import StreamLayout, sample_loader
 from .text_cache import check_captions
 
@@ -105,7 +106,7 @@ class AnyPhotoObjective(nn.Module):
         """Loss terms ``flow``, ``face`` (``nce``) and the total ``loss`` of one sample at time ``t`` (1,)."""
         m, cfg = self.models, self.config
         flux = m.flux
-        dtype = flux.img_in.weight.dtype
+        dtype = parameter_dtype(flux)
         tokens = [
             tok if keep else type(tok)(torch.zeros_like(tok.tokens), tok.ids, tok.index, tok.grid)
             for tok, keep in zip(s.tokens, s.keep.tolist(), strict=True)
@@ -191,6 +192,8 @@ class Trainer:
         need_recognizer = (
             config.loss.face_weight > 0 or config.loss.nce_weight > 0 or config.data.embedding == "reference"
         )
+        if config.model.shard_flux:
+            check_sharding_setup(accelerator)
         self.models = models or build_models(config.model, device, frozen_dtype, need_recognizer=need_recognizer)
         self.manifest = manifest or read_manifest(config.data.manifest)
         check_captions(self.manifest, config.data, self.models.text)
@@ -294,6 +297,8 @@ class Trainer:
                         "with a lower optim.lr (--resume), or check the data."
                     )
                 self.accelerator.backward(loss)
+                if self.config.model.shard_flux:
+                    reshard_gathered(self.models.flux)
                 if self.accelerator.sync_gradients and self.config.optim.max_grad_norm > 0:
                     self.accelerator.clip_grad_norm_(self.adapter.parameters(), self.config.optim.max_grad_norm)
                 self.optimizer.step()
@@ -349,12 +354,20 @@ class Trainer:
                 self._log(terms)
             if rc.checkpoint_every and self.step % rc.checkpoint_every == 0:
                 self.save()
-            if rc.sample_every and self.step % rc.sample_every == 0 and acc.is_main_process:
-                from .samples import save_sample_grid
-
-                save_sample_grid(self, self.output / "samples" / f"step-{self.step:08d}.png")
+            if rc.sample_every and self.step % rc.sample_every == 0:
+                self.save_samples()
         bar.close()
         return history
+
+    def save_samples(self) -> None:
+        """Preview grid of this step (:mod:`train.samples`), written by the main process. With a sharded FLUX
+        every process generates (each FLUX call gathers weights from all of them); else only the main one."""
+        from .samples import generate_grid, write_grid
+
+        if self.config.model.shard_flux or self.accelerator.is_main_process:
+            grid = generate_grid(self)
+            if self.accelerator.is_main_process:
+                write_grid(grid, self.output / "samples" / f"step-{self.step:08d}.png")
 
     def _log(self, terms: dict[str, float]) -> None:
         """TensorBoard scalars when tensorboard is installed, else JSONL lines in ``<output>/log.jsonl``."""

@@ -1,5 +1,7 @@
 """Two CPU processes through ``accelerate launch`` (DDP, gloo): they train a few steps and agree on parameters,
-also when one rank's sample has no identity token at all."""
+also when one rank's sample has no identity token at all; with ``model.shard_flux`` the frozen FLUX is split
+across them (FSDP2 ``fully_shard``) while the adapter stays under DDP, and they match one process with
+accumulation 2 (the same global batch)."""
 
 import json
 import os
@@ -9,15 +11,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
 from anyphoto_core.tokens import token_keep_mask
-from train.config import load_config
+from train.config import ConfigError, load_config
 from train.dataset import SampleBuilder
 from train.manifest import FaceAnnotation, ImageRecord, Manifest, read_manifest, write_manifest
-from train.trainer import LOSS_TERMS
+from train.trainer import LOSS_TERMS, Trainer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -153,3 +156,63 @@ def test_multi_node_config_with_two_machines_of_one_process(tiny_cli_args, tmp_p
     assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
     assert_ranks_agree_and_moved(tmp_path)
     assert_ranks_log_the_same_terms(tmp_path)
+
+
+#: Float32 on the same samples; only the order of reductions differs (DDP's mean over 2 ranks vs
+#: accelerate's sum of 2 halves, gloo's all-gathered weights are the same bits). Measured: ~1e-7 relative.
+RTOL, ATOL = 1e-5, 1e-6
+
+SHARD_STEPS = ("run.steps=3", "optim.lr=1e-2", "model.gradient_checkpointing=true")
+
+
+def test_sharded_flux_matches_one_process_with_accumulation(tiny_cli_args, tiny_config, frozen_models, tmp_path):
+    config, overrides = tiny_cli_args
+    launch(tmp_path, config, [*overrides, *SHARD_STEPS, "model.shard_flux=true"])
+    reports = [json.loads((tmp_path / f"sharding{i}.json").read_text()) for i in range(2)]
+
+    # (a) every linear weight of FLUX is a DTensor sharded on dim 0, and each rank holds about half of FLUX
+    for report in reports:
+        params = report["parameters"]
+        weights = {k: v for k, v in params.items() if k.endswith(".weight")}
+        assert weights and all(v["placements"] == ["S(0)"] for v in weights.values()), weights
+        local, total = sum(v["local"] for v in params.values()), sum(v["global"] for v in params.values())
+        assert 0.49 < local / total < 0.52, (local, total)
+    # ... the weights were gathered by FSDP's all-gathers, and no gradient was reduce-scattered (FLUX is frozen)
+    for report in reports:
+        counts = report["collectives"]
+        assert counts.get("_allgather_base_", 0) > 0, counts
+        assert not [op for op in counts if "reduce_scatter" in op], counts
+
+    # (b) per-step losses: 2 sharded processes x 1 sample == 1 process x accumulation 2
+    reference = Trainer(tiny_config(*SHARD_STEPS, "optim.accumulation=2"), models=frozen_models)
+    initial = {k: v.detach().clone() for k, v in reference.adapter.adapter_state_dict().items()}
+    expected = reference.fit()
+    histories = [json.loads((tmp_path / f"history{i}.json").read_text()) for i in range(2)]
+    for rank_history in histories:
+        assert len(rank_history) == len(expected) == 3
+        for got, want in zip(rank_history, expected, strict=True):
+            terms = [k for k in LOSS_TERMS if k in want]
+            assert "face" in terms and terms == [k for k in LOSS_TERMS if k in got]
+            torch.testing.assert_close(
+                torch.tensor([got[k] for k in terms]), torch.tensor([want[k] for k in terms]), rtol=RTOL, atol=ATOL
+            )
+
+    # (c) the adapter after the steps: both ranks equal, equal to the reference, and trained
+    want = reference.adapter.adapter_state_dict()
+    ranks = [load_file(tmp_path / f"rank{i}.safetensors") for i in range(2)]
+    assert ranks[0].keys() == want.keys()
+    for k in want:
+        assert torch.equal(ranks[0][k], ranks[1][k]), k
+        torch.testing.assert_close(ranks[0][k], want[k].detach(), rtol=RTOL, atol=ATOL, msg=k)
+    assert any(not torch.equal(want[k], initial[k]) for k in want)
+
+
+def test_shard_flux_needs_gradient_checkpointing(tiny_config):
+    with pytest.raises(ConfigError, match="model.shard_flux=true needs model.gradient_checkpointing=true"):
+        tiny_config("model.shard_flux=true")
+    assert load_config(None, ["model.shard_flux=true"]).model.shard_flux  # flux_dev default: checkpointing on
+
+
+def test_shard_flux_with_one_process_is_an_error(tiny_config, frozen_models):
+    with pytest.raises(ConfigError, match="at least 2 processes"):
+        Trainer(tiny_config("model.shard_flux=true", "model.gradient_checkpointing=true"), models=frozen_models)
