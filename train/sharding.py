@@ -13,14 +13,14 @@ gradient checkpointing. Each linear is *called*, so FSDP2's own hooks gather its
 all-gathers per forward for FLUX.1-dev) for the same bytes; the RMSNorm scales (128 values each) stay
 replicated.
 
-Gradient checkpointing is required (:func:`train.config.validate`): the core adds the LoRA delta in place on a
-linear's output (``y[:, n:] += delta``, to avoid copying the image stream), and an in-place op on that output
-(a view) drops the pre-backward hook FSDP2 registers on it; without a recompute the backward would read a
-freed weight. With checkpointing the block is recomputed in the backward pass, each linear is gathered again
-and stays gathered until its post-backward hook (FSDP2 does not reshard during a backward-pass recompute).
-Peak weight memory per process: ``FLUX / world`` plus the weights of one gathered block (at most 0.7 GB in
-bf16 for FLUX.1-dev). The parameters are frozen (``requires_grad=False``), so FSDP2 never reduce-scatters a
-gradient for them (tested).
+Two details (both found by the 2-process test): the core adds the LoRA delta in place on a linear's output
+(``y[:, n:] += delta``), which autograd forbids on the view FSDP2 returns, so each sharded linear hands on a
+copy (:func:`_own_output`); and FSDP2 does not reshard during the backward-pass recompute of gradient
+checkpointing, so the trainer frees what is still gathered after each backward (:func:`reshard_gathered`).
+Gradient checkpointing is required (:func:`train.config.validate`): the sharded path is tested only with it,
+and a 24-48 GB card needs it anyway. Peak weight memory per process: ``FLUX / world`` plus one gathered block
+during its recompute (at most 0.63 GiB in bf16 for FLUX.1-dev). The parameters are frozen
+(``requires_grad=False``), so FSDP2 never reduce-scatters a gradient for them (tested).
 """
 
 from __future__ import annotations
