@@ -40,6 +40,10 @@ def check_sharding_setup(accelerator) -> None:
     from accelerate.utils import DistributedType
 
     problems = []
+    try:
+        from torch.distributed.fsdp import FSDPModule, fully_shard  # noqa: F401 - public FSDP2 API since torch 2.6
+    except ImportError:
+        problems.append(f"it needs torch's FSDP2 (torch >= 2.6; tested with 2.14), this is torch {torch.__version__}")
     if accelerator.num_processes < 2:
         problems.append(
             "it needs at least 2 processes to split FLUX across (accelerate launch --multi_gpu --num_processes N); "

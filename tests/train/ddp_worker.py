@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from torch.distributed.tensor import DTensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from train.config import load_config
@@ -40,6 +39,8 @@ class CollectiveCounter(TorchDispatchMode):
 
 def _placements(flux) -> dict:
     """``{name: {"placements": [...] or None (plain tensor), "local": numel here, "global": numel}}``."""
+    from torch.distributed.tensor import DTensor  # public since torch 2.5; only sharded runs need it
+
     return {
         name: {
             "placements": [str(p) for p in w.placements] if isinstance(w, DTensor) else None,
