@@ -253,9 +253,9 @@ def validate(config: TrainConfig) -> None:
         problems.append(f"model.t5_min_length ({config.model.t5_min_length}) must be <= model.t5_max_length")
     if config.model.shard_flux and not config.model.gradient_checkpointing:
         problems.append(
-            "model.shard_flux=true needs model.gradient_checkpointing=true (the sharded path is tested only with "
-            "it, and the cards that need sharding need checkpointing too); set model.gradient_checkpointing=true "
-            "or model.shard_flux=false"
+            "model.shard_flux=true needs model.gradient_checkpointing=true (the backward pass gathers the sharded "
+            "weights through the checkpoint recompute; see docs/training.md 'Scale-out'); set "
+            "model.gradient_checkpointing=true or model.shard_flux=false"
         )
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))

@@ -1,6 +1,6 @@
 """Sharding the frozen FLUX transformer across the training processes (``model.shard_flux``), torch FSDP2.
 
-What fills a 24-48 GB card is the frozen transformer (FLUX.1-dev: about 12 B parameters, 24 GB in bf16), not
+What fills a 24-48 GB card is the frozen transformer (FLUX.1-dev: 11.9 B parameters, 22.17 GiB in bf16), not
 the trained adapter (< 1 GB with its AdamW state). So the adapter stays under accelerate's DDP, and FLUX's
 weights are split with ``torch.distributed.fsdp.fully_shard`` (FSDP2), applied here, outside accelerate.
 
@@ -13,14 +13,15 @@ gradient checkpointing. Each linear is *called*, so FSDP2's own hooks gather its
 all-gathers per forward for FLUX.1-dev) for the same bytes; the RMSNorm scales (128 values each) stay
 replicated.
 
-Two details (both found by the 2-process test): the core adds the LoRA delta in place on a linear's output
-(``y[:, n:] += delta``), which autograd forbids on the view FSDP2 returns, so each sharded linear hands on a
-copy (:func:`_own_output`); and FSDP2 does not reshard during the backward-pass recompute of gradient
-checkpointing, so the trainer frees what is still gathered after each backward (:func:`reshard_gathered`).
-Gradient checkpointing is required (:func:`train.config.validate`): the sharded path is tested only with it,
-and a 24-48 GB card needs it anyway. Peak weight memory per process: ``FLUX / world`` plus one gathered block
-during its recompute (at most 0.63 GiB in bf16 for FLUX.1-dev). The parameters are frozen
-(``requires_grad=False``), so FSDP2 never reduce-scatters a gradient for them (tested).
+Gradient checkpointing is required (:func:`train.config.validate`). The core adds the LoRA delta in place on a
+linear's output (``y[:, n:] += delta``, so the image stream is never copied); that output is a view, and the
+in-place op drops the hook FSDP2 puts on it to gather the weight again for the backward pass. Without
+checkpointing the backward then reads a freed weight and stops with a storage error; with checkpointing the
+block is recomputed in the backward pass, which gathers every linear again, and FSDP2 keeps them gathered
+until their backward has run. Since FSDP2 does not reshard during that recompute, the trainer frees what is
+still gathered after each backward (:func:`reshard_gathered`). Peak weight memory per process: ``FLUX /
+world`` plus one gathered block during its recompute (at most 0.63 GiB in bf16 for FLUX.1-dev). The
+parameters are frozen (``requires_grad=False``), so FSDP2 never reduce-scatters a gradient for them (tested).
 """
 
 from __future__ import annotations
@@ -58,18 +59,9 @@ def check_sharding_setup(accelerator) -> None:
         raise ConfigError("model.shard_flux=true cannot run: " + "; ".join(problems))
 
 
-#: FSDP2's warning about a wrapped module returning a view: :func:`_own_output` replaces that view before use.
+#: FSDP2's warning that a wrapped module returned a view, on which an in-place op drops its backward gather:
+#: the core's in-place LoRA add does that, and the checkpoint recompute gathers the weight instead.
 _VIEW_WARNING = r"FSDP2-wrapped module \(FSDPLinear\) returned a view tensor"
-
-
-def _own_output(module: nn.Module, args, output: torch.Tensor) -> torch.Tensor | None:
-    """A sharded linear's output as a tensor of its own (a copy) when autograd tracks it; else unchanged.
-
-    FSDP2 gathers the weight for the backward pass from a hook on the output, and the output of a linear on a
-    3-d input is a view. The core adds the LoRA delta in place on the identity rows of that output
-    (``y[:, n:] += delta``), which autograd forbids on such a view (and which would drop the hook). The copy
-    takes the in-place op instead; the view, and FSDP's hook on it, stay in the graph."""
-    return output.clone() if output.requires_grad else None
 
 
 def shard_linears(model: nn.Module, device: torch.device) -> int:
@@ -85,7 +77,6 @@ def shard_linears(model: nn.Module, device: torch.device) -> int:
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     for linear in linears:
         fully_shard(linear, mesh=mesh, reshard_after_forward=True)  # explicit: each linear is its own FSDP root
-        linear.register_forward_hook(_own_output)  # after FSDP's post-forward hook, which hooks the output
     warnings.filterwarnings("ignore", message=_VIEW_WARNING, category=UserWarning)
     with torch.no_grad():  # the RMSNorm scales (and any buffer): small, replicated on every process
         for module in model.modules():

@@ -166,56 +166,68 @@ SHARD_STEPS = ("run.steps=3", "optim.lr=1e-2", "model.gradient_checkpointing=tru
 
 
 def test_sharded_flux_matches_one_process_with_accumulation(tiny_cli_args, tiny_config, frozen_models, tmp_path):
+    """Checks (a) sharding, (b) losses, (c) adapter, (d) resume; every failing one is reported, not only the first."""
     config, overrides = tiny_cli_args
     run = tmp_path / "sharded"
     launch(tmp_path, config, [*overrides, *SHARD_STEPS, "model.shard_flux=true", f"run.output={run}"])
     reports = [json.loads((tmp_path / f"sharding{i}.json").read_text()) for i in range(2)]
-
-    # (a) every linear weight and bias of FLUX is a DTensor sharded on dim 0 (the RMSNorm scales stay whole),
-    # and each rank holds about half of FLUX
-    for report in reports:
-        params = report["parameters"]
-        linears = {k: v for k, v in params.items() if not k.endswith(".scale")}
-        assert len(linears) > 40 and all(v["placements"] == ["S(0)"] for v in linears.values()), linears
-        assert all(v["placements"] is None for k, v in params.items() if k.endswith(".scale"))
-        local, total = sum(v["local"] for v in params.values()), sum(v["global"] for v in params.values())
-        assert 0.49 < local / total < 0.52, (local, total)
-    # ... the weights were gathered by FSDP's all-gathers, and no gradient was reduce-scattered (FLUX is frozen)
-    for report in reports:
-        counts = report["collectives"]
-        assert counts.get("_allgather_base_", 0) > 0, counts
-        assert not [op for op in counts if "reduce_scatter" in op], counts
-
-    # (b) per-step losses: 2 sharded processes x 1 sample == 1 process x accumulation 2
+    histories = [json.loads((tmp_path / f"history{i}.json").read_text()) for i in range(2)]
+    ranks = [load_file(tmp_path / f"rank{i}.safetensors") for i in range(2)]
     reference = Trainer(tiny_config(*SHARD_STEPS, "optim.accumulation=2"), models=frozen_models)
     initial = {k: v.detach().clone() for k, v in reference.adapter.adapter_state_dict().items()}
     expected = reference.fit()
-    histories = [json.loads((tmp_path / f"history{i}.json").read_text()) for i in range(2)]
-    for rank_history in histories:
-        assert len(rank_history) == len(expected) == 3
-        for got, want in zip(rank_history, expected, strict=True):
-            terms = [k for k in LOSS_TERMS if k in want]
-            assert "face" in terms and terms == [k for k in LOSS_TERMS if k in got]
-            torch.testing.assert_close(
-                torch.tensor([got[k] for k in terms]), torch.tensor([want[k] for k in terms]), rtol=RTOL, atol=ATOL
-            )
+    want = {k: v.detach() for k, v in reference.adapter.adapter_state_dict().items()}
+    failures = {}
 
-    # (c) the adapter after the steps: both ranks equal, equal to the reference, and trained
-    want = reference.adapter.adapter_state_dict()
-    ranks = [load_file(tmp_path / f"rank{i}.safetensors") for i in range(2)]
-    assert ranks[0].keys() == want.keys()
-    for k in want:
-        assert torch.equal(ranks[0][k], ranks[1][k]), k
-        torch.testing.assert_close(ranks[0][k], want[k].detach(), rtol=RTOL, atol=ATOL, msg=k)
-    assert any(not torch.equal(want[k], initial[k]) for k in want)
+    def sharded():
+        """(a) every linear weight and bias of FLUX is a DTensor sharded on dim 0 (the RMSNorm scales stay whole),
+        each rank holds about half of FLUX; FSDP all-gathered, and reduce-scattered nothing (FLUX is frozen)."""
+        for report in reports:
+            params = report["parameters"]
+            linears = {k: v for k, v in params.items() if not k.endswith(".scale")}
+            assert len(linears) > 40 and all(v["placements"] == ["S(0)"] for v in linears.values()), linears
+            assert all(v["placements"] is None for k, v in params.items() if k.endswith(".scale"))
+            local, total = sum(v["local"] for v in params.values()), sum(v["global"] for v in params.values())
+            assert 0.49 < local / total < 0.52, (local, total)
+            counts = report["collectives"]
+            assert counts.get("_allgather_base_", 0) > 0, counts
+            assert not [op for op in counts if "reduce_scatter" in op], counts
 
-    # resuming the sharded run's checkpoint with another world size (1 process, not sharded): the adapter
-    # checkpoint holds no FLUX weights (FLUX is frozen and loaded from its file), so it just continues
-    resumed = Trainer(tiny_config(*SHARD_STEPS, "optim.accumulation=2", f"run.output={run}"), models=frozen_models)
-    assert resumed.resume() and resumed.step == 3
-    for k, v in resumed.adapter.adapter_state_dict().items():
-        assert torch.equal(v, ranks[0][k]), k
-    assert len(resumed.fit(4)) == 1
+    def same_losses():
+        """(b) per-step loss terms: 2 sharded processes x 1 sample == 1 process x accumulation 2."""
+        for rank_history in histories:
+            assert len(rank_history) == len(expected) == 3
+            for got, ref in zip(rank_history, expected, strict=True):
+                terms = [k for k in LOSS_TERMS if k in ref]
+                assert "face" in terms and terms == [k for k in LOSS_TERMS if k in got]
+                torch.testing.assert_close(
+                    torch.tensor([got[k] for k in terms]), torch.tensor([ref[k] for k in terms]), rtol=RTOL, atol=ATOL
+                )
+
+    def same_adapter():
+        """(c) the adapter after the steps: both ranks equal, equal to the reference, and trained."""
+        assert ranks[0].keys() == want.keys()
+        for k in want:
+            assert torch.equal(ranks[0][k], ranks[1][k]), k
+            torch.testing.assert_close(ranks[0][k], want[k], rtol=RTOL, atol=ATOL, msg=k)
+        assert any(not torch.equal(want[k], initial[k]) for k in want)
+
+    def resumes_with_one_process():
+        """(d) the sharded run's checkpoint resumes in 1 unsharded process (another world size): the adapter
+        checkpoint holds no FLUX weights (FLUX is frozen and loaded from its file), so it just continues."""
+        cfg = tiny_config(*SHARD_STEPS, "optim.accumulation=2", f"run.output={run}")
+        resumed = Trainer(cfg, models=frozen_models)
+        assert resumed.resume() and resumed.step == 3
+        for k, v in resumed.adapter.adapter_state_dict().items():
+            assert torch.equal(v, ranks[0][k]), k
+        assert len(resumed.fit(4)) == 1
+
+    for name, check in [("a", sharded), ("b", same_losses), ("c", same_adapter), ("d", resumes_with_one_process)]:
+        try:
+            check()
+        except AssertionError as exc:
+            failures[name] = str(exc)[:600]
+    assert not failures, failures
 
 
 def test_shard_flux_needs_gradient_checkpointing(tiny_config):
