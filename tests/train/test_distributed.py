@@ -166,10 +166,13 @@ SHARD_STEPS = ("run.steps=3", "optim.lr=1e-2", "model.gradient_checkpointing=tru
 
 
 def test_sharded_flux_matches_one_process_with_accumulation(tiny_cli_args, tiny_config, frozen_models, tmp_path):
-    """Checks (a) sharding, (b) losses, (c) adapter, (d) resume; every failing one is reported, not only the first."""
+    """Checks (a) sharding, (b) losses, (c) adapter, (d) resume, (e) preview grid; every failing one is reported."""
     config, overrides = tiny_cli_args
     run = tmp_path / "sharded"
-    launch(tmp_path, config, [*overrides, *SHARD_STEPS, "model.shard_flux=true", f"run.output={run}"])
+    # a preview grid after step 2 (every rank must take part in its FLUX calls); step 3 trains after it, so (a)
+    # still sees what a training step leaves gathered
+    preview = ["run.sample_every=2", "run.sample_steps=2"]
+    launch(tmp_path, config, [*overrides, *SHARD_STEPS, *preview, "model.shard_flux=true", f"run.output={run}"])
     reports = [json.loads((tmp_path / f"sharding{i}.json").read_text()) for i in range(2)]
     histories = [json.loads((tmp_path / f"history{i}.json").read_text()) for i in range(2)]
     ranks = [load_file(tmp_path / f"rank{i}.safetensors") for i in range(2)]
@@ -222,7 +225,12 @@ def test_sharded_flux_matches_one_process_with_accumulation(tiny_cli_args, tiny_
             assert torch.equal(v, ranks[0][k]), k
         assert len(resumed.fit(4)) == 1
 
-    for name, check in [("a", sharded), ("b", same_losses), ("c", same_adapter), ("d", resumes_with_one_process)]:
+    def preview_written():
+        """(e) the preview grid of step 2 was generated (by both ranks: a rank-0-only FLUX call would hang)."""
+        assert (run / "samples" / "step-00000002.png").is_file()
+
+    checks = [sharded, same_losses, same_adapter, resumes_with_one_process, preview_written]
+    for name, check in zip("abcde", checks, strict=True):
         try:
             check()
         except AssertionError as exc:
