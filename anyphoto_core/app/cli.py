@@ -50,8 +50,8 @@ TINY_NOTE = (
 
 MINIWORLD_NOTE = (
     "NOTE: no FLUX.1-dev weights found, so the built-in MINIWORLD models are used: small models trained on a "
-    "synthetic cartoon world (docs/miniworld.md), 128x128 pictures. Their AnyPhoto adapter does NOT yet learn "
-    "identity or place (held-out identity accuracy is at chance, docs/miniworld.md), so the picture is NOT "
+    "synthetic cartoon world (docs/miniworld.md), 128x128 pictures. Their base cannot yet draw a scene from "
+    "noise, and held-out identity accuracy in their pictures is at chance (docs/miniworld.md), so the picture is NOT "
     "meaningful yet: it proves the pipeline runs. Point at real weights with --models "
     "<ComfyUI>/models (diffusion_models/, vae/, text_encoders/, anyphoto/, insightface/)."
 )
