@@ -235,7 +235,7 @@ def test_sharded_flux_matches_one_process_with_accumulation(tiny_cli_args, tiny_
             check()
         except AssertionError as exc:
             failures[name] = str(exc)[:600]
-    assert not failures, failures
+    assert not failures, f"checks {sorted(failures)} failed:\n" + "\n".join(f"({k}) {v}" for k, v in failures.items())
 
 
 def test_shard_flux_needs_gradient_checkpointing(tiny_config):
