@@ -31,8 +31,8 @@ from torch import Tensor
 from anyphoto_core.app.models.miniworld import load_miniworld_recognizer
 from anyphoto_core.tokens import pack_latent
 
-from .evaluate import Tally, case_identities, embed_at, reference_face, score_image
-from .world import WorldSpec, people
+from .evaluate import Tally, case_identities, embed_at, heldout_bank, score_image
+from .world import WorldSpec
 
 TIMES = (0.3, 0.6, 0.9)
 
@@ -40,19 +40,6 @@ TIMES = (0.3, 0.6, 0.9)
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
     """``(H, W, 3)`` uint8 -> ``(1, 3, H, W)`` in [-1, 1]."""
     return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
-
-
-def _heldout_bank(spec: WorldSpec, recognizer):
-    """Held-out people and ``bank(person)``: their reference ``FaceRef`` s (memoised)."""
-    heldout = [p for p in people(spec) if p.split == "heldout"]
-    cache: dict[str, list] = {}
-
-    def bank(p) -> list:
-        if p.name not in cache:
-            cache[p.name] = [reference_face(spec, p, k, recognizer) for k in range(spec.references)]
-        return cache[p.name]
-
-    return heldout, bank
 
 
 def _pixels(image: Tensor) -> np.ndarray:
@@ -66,7 +53,7 @@ def vae_ceiling(models: Path, cases: int = 8, counts=(2, 3), spec: WorldSpec = W
     from anyphoto_core.app.models.miniworld import load_miniworld_vae
 
     recognizer, vae = load_miniworld_recognizer(models), load_miniworld_vae(models)
-    heldout, bank = _heldout_bank(spec, recognizer)
+    heldout, bank = heldout_bank(spec, recognizer)
     hits = {"true_scene": 0, "vae_round_trip": 0}
     faces = 0
     for n in counts:
@@ -110,7 +97,7 @@ def denoised_identity_accuracy(
 
     pipe = AnyPhotoPipeline.miniworld(adapter_path=adapter, folder=models)
     recognizer = load_miniworld_recognizer(models)
-    heldout, bank = _heldout_bank(spec, recognizer)
+    heldout, bank = heldout_bank(spec, recognizer)
     grid = spec.size // 16
     img_ids, g = image_token_ids(grid, grid)[None], torch.full((1,), guidance)
     tallies: dict[tuple[float, str], Tally] = {}

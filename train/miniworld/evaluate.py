@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -123,6 +124,19 @@ def score_image(image, landmarks, candidates, ref_embs, gt_embs, recognizer) -> 
     return tally
 
 
+def heldout_bank(spec: WorldSpec, recognizer) -> tuple[list, Callable]:
+    """Held-out people and ``bank(person)``: their reference ``FaceRef`` s, embedded once (memoised)."""
+    heldout = [p for p in people(spec) if p.split == "heldout"]
+    cache: dict[str, list[FaceRef]] = {}
+
+    def bank(person) -> list[FaceRef]:
+        if person.name not in cache:
+            cache[person.name] = [reference_face(spec, person, k, recognizer) for k in range(spec.references)]
+        return cache[person.name]
+
+    return heldout, bank
+
+
 def case_identities(spec: WorldSpec, n: int, i: int, heldout, bank) -> tuple:
     """Held-out case ``(n, i)``, its people as :class:`Identity` (the case's reference photo first, then the
     bank photos in other styles than the target's) and the candidate embeddings ``(n + DISTRACTORS, 512)``
@@ -165,16 +179,10 @@ def evaluate(
     a list, the first ``figure_cases`` cases of each count are appended to it (see :func:`save_figure`)."""
     folder = miniworld_dir(folder)
     spec = WorldSpec(seed=seed)
-    heldout = [p for p in people(spec) if p.split == "heldout"]
     recognizer = load_miniworld_recognizer(folder)
+    heldout, bank = heldout_bank(spec, recognizer)
     configs = configs if configs is not None else build_configs(folder)
     base = AnyPhotoPipeline.miniworld(folder=folder, with_adapter=False)
-    bank_cache: dict[str, list[FaceRef]] = {}
-
-    def bank(person) -> list[FaceRef]:
-        if person.name not in bank_cache:
-            bank_cache[person.name] = [reference_face(spec, person, k, recognizer) for k in range(spec.references)]
-        return bank_cache[person.name]
 
     for style in STYLES:  # every prompt once, before generate() frees the encoders
         for n in COUNTS:
