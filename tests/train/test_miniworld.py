@@ -172,6 +172,34 @@ def test_shipped_models_load_generate_and_evaluate():
     assert all(r["faces"] == 2 and r["cases"] == 1 for r in rows)
 
 
+def test_eval_identity_guidance_reaches_the_adapter_rows_only():
+    """``eval --id-guidance``: the adapter's picture changes with the scale, the rows record it, and the
+    rows without identities (ground truth, paste) are untouched."""
+    from anyphoto_core.app.models.miniworld import MINIWORLD_DIR
+    from train.miniworld.evaluate import EvalConfig, evaluate
+
+    torch.set_num_threads(1)
+    runs = {}
+    for scale in (1.0, 4.0):
+        figure: list = []
+        rows = evaluate(
+            None,
+            cases_per_count=1,
+            configs=[EvalConfig("adapter", MINIWORLD_DIR / "adapter.safetensors")],
+            steps=2,
+            counts=(2,),
+            figure=figure,
+            figure_cases=1,
+            id_guidance=scale,
+        )
+        runs[scale] = ({r["config"]: r for r in rows}, figure[0][0])
+    (rows1, pics1), (rows4, pics4) = runs[1.0], runs[4.0]
+    assert rows4["adapter"]["id_guidance"] == 4.0 and rows1["adapter"]["id_guidance"] == 1.0
+    assert rows4["ground_truth"]["id_guidance"] == 1.0 and rows4["paste"]["id_guidance"] == 1.0
+    assert np.abs(pics4["adapter"].astype(int) - pics1["adapter"].astype(int)).mean() > 1.0
+    assert np.array_equal(pics4["paste"], pics1["paste"])
+
+
 def test_generate_demo_uses_the_miniworld_set(tmp_path):
     from PIL import Image
 

@@ -66,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--cases", type=int, default=8, help="cases per people count (1-4)")
     e.add_argument("--seed", type=int, default=0, help="world seed")
     e.add_argument("--figure", type=Path, help="also save a picture grid of the first cases")
+    e.add_argument(
+        "--id-guidance",
+        type=float,
+        default=1.0,
+        help="identity guidance scale for the configs with identities (1 = one pass, the paper's setting)",
+    )
     r = sub.add_parser("render", help="draw a reference photo of held-out person K (+ landmarks sidecar)")
     r.add_argument("--identity", type=int, required=True, help="index among the held-out people (0-59)")
     r.add_argument("--seed", type=int, default=0, help="photo number (pose, expression, style)")
@@ -144,7 +150,7 @@ def _apps(args) -> int:
         _threads(1)
         from .evaluate import run_eval
 
-        run_eval(args.json, args.models, args.cases, args.seed, args.figure)
+        run_eval(args.json, args.models, args.cases, args.seed, args.figure, args.id_guidance)
     elif args.command == "render":
         from PIL import Image
 

@@ -17,7 +17,8 @@ recognizer, ``anyphoto_core.faces`` + onnxruntime):
 Rows: every config (``adapter``, each shipped ablation, ``base`` = no adapter, ``dropped`` = the
 adapter with every identity dropped as in training), plus ``ground_truth`` (the recognizer's own
 ceiling on the ground-truth scenes) and ``paste`` (the reference faces pasted at the boxes onto the
-ground truth), for each people count and for 2-3 people together.
+ground truth), for each people count and for 2-3 people together. Each row records ``id_guidance``, the
+identity guidance scale its config was sampled with (``eval --id-guidance``; 1 for rows without identities).
 """
 
 from __future__ import annotations
@@ -174,9 +175,12 @@ def evaluate(
     counts: tuple[int, ...] = COUNTS,
     figure: list | None = None,
     figure_cases: int = 2,
+    id_guidance: float = 1.0,
 ) -> list[dict]:
     """Rows (see module doc) over ``cases_per_count`` held-out cases for each people count. When ``figure`` is
-    a list, the first ``figure_cases`` cases of each count are appended to it (see :func:`save_figure`)."""
+    a list, the first ``figure_cases`` cases of each count are appended to it (see :func:`save_figure`).
+    ``id_guidance``: the pipeline's identity guidance scale for every config that has identities (``adapter``
+    and the ablations; 1 = one pass, the paper's setting); every row records the scale it ran with."""
     folder = miniworld_dir(folder)
     spec = WorldSpec(seed=seed)
     recognizer = load_miniworld_recognizer(folder)
@@ -195,6 +199,7 @@ def evaluate(
             base.flux, base.vae, base.text_encoders, adapter, base.device, base.dtype, base.files, "miniworld"
         )
         pipes[c.name]._prompt_cache = base._prompt_cache  # one text encoding per prompt for every config
+    guidance = {c.name: id_guidance if c.adapter is not None and not c.dropped else 1.0 for c in configs}
     tallies: dict[tuple[str, int], Tally] = {}
     cases = [(n, i) for n in counts for i in range(cases_per_count)]
     for n, i in tqdm(cases, desc="miniworld eval"):
@@ -208,7 +213,7 @@ def evaluate(
         canvases = None
         for c in configs:
             pipe = pipes[c.name]
-            run = replace(settings, isolate=c.isolate)
+            run = replace(settings, isolate=c.isolate, id_guidance=guidance[c.name])
             out = pipe.generate(run, identities if c.adapter else (), placements if c.adapter else ())
             canvases = out.canvases or canvases
             results[c.name] = np.asarray(out.image)
@@ -227,7 +232,7 @@ def evaluate(
             rows.append(tallies[(name, n)].row(name, n))
         if 2 in counts and 3 in counts:
             rows.append(tallies[(name, 2)].add(tallies[(name, 3)]).row(name, "2-3"))
-    return rows
+    return [{**row, "id_guidance": guidance.get(row["config"], 1.0)} for row in rows]
 
 
 def save_figure(cases: list, path: Path, zoom: int = 3) -> Path:
@@ -251,11 +256,16 @@ def save_figure(cases: list, path: Path, zoom: int = 3) -> Path:
 
 
 def run_eval(
-    out_json: Path, folder: Path | None = None, cases_per_count: int = 8, seed: int = 0, figure: Path | None = None
+    out_json: Path,
+    folder: Path | None = None,
+    cases_per_count: int = 8,
+    seed: int = 0,
+    figure: Path | None = None,
+    id_guidance: float = 1.0,
 ) -> list[dict]:
     start = time.perf_counter()
     cases: list | None = [] if figure is not None else None
-    rows = evaluate(folder, cases_per_count, seed, figure=cases)
+    rows = evaluate(folder, cases_per_count, seed, figure=cases, id_guidance=id_guidance)
     if figure is not None:
         save_figure(cases, figure)
     seconds = time.perf_counter() - start
