@@ -150,21 +150,31 @@ def test_world_script_resume_is_exact(smoke_models, tmp_path):
     assert split.keys() == whole.keys() and all(torch.equal(split[k], whole[k]) for k in split)
 
 
-def test_shipped_models_load_generate_and_evaluate():
-    """The shipped set: the evaluation runs on one held-out 2-person case; the recognizer finds every
-    person in the ground-truth scene and in the pasted references (its ceiling), with no swap."""
+def _eval_shipped_adapter(id_guidance: float = 1.0) -> tuple[dict, dict]:
+    """The shipped adapter on one held-out 2-person case, 2 steps: rows by config, and the case's pictures."""
     from anyphoto_core.app.models.miniworld import MINIWORLD_DIR
     from train.miniworld.evaluate import EvalConfig, evaluate
 
     torch.set_num_threads(1)
+    figure: list = []
     rows = evaluate(
         None,
         cases_per_count=1,
         configs=[EvalConfig("adapter", MINIWORLD_DIR / "adapter.safetensors")],
         steps=2,
         counts=(2,),
+        figure=figure,
+        figure_cases=1,
+        id_guidance=id_guidance,
     )
-    by = {r["config"]: r for r in rows}
+    return {r["config"]: r for r in rows}, figure[0][0]
+
+
+def test_shipped_models_load_generate_and_evaluate():
+    """The shipped set: the evaluation runs on one held-out 2-person case; the recognizer finds every
+    person in the ground-truth scene and in the pasted references (its ceiling), with no swap."""
+    by, _ = _eval_shipped_adapter()
+    rows = list(by.values())
     assert set(by) == {"ground_truth", "adapter", "paste"}
     assert by["ground_truth"]["identity_accuracy"] == 1.0 and by["ground_truth"]["swap_rate"] == 0.0
     assert by["ground_truth"]["sim_gt"] > 0.999
@@ -175,25 +185,8 @@ def test_shipped_models_load_generate_and_evaluate():
 def test_eval_identity_guidance_reaches_the_adapter_rows_only():
     """``eval --id-guidance``: the adapter's picture changes with the scale, the rows record it, and the
     rows without identities (ground truth, paste) are untouched."""
-    from anyphoto_core.app.models.miniworld import MINIWORLD_DIR
-    from train.miniworld.evaluate import EvalConfig, evaluate
-
-    torch.set_num_threads(1)
-    runs = {}
-    for scale in (1.0, 4.0):
-        figure: list = []
-        rows = evaluate(
-            None,
-            cases_per_count=1,
-            configs=[EvalConfig("adapter", MINIWORLD_DIR / "adapter.safetensors")],
-            steps=2,
-            counts=(2,),
-            figure=figure,
-            figure_cases=1,
-            id_guidance=scale,
-        )
-        runs[scale] = ({r["config"]: r for r in rows}, figure[0][0])
-    (rows1, pics1), (rows4, pics4) = runs[1.0], runs[4.0]
+    rows1, pics1 = _eval_shipped_adapter(1.0)
+    rows4, pics4 = _eval_shipped_adapter(4.0)
     assert rows4["adapter"]["id_guidance"] == 4.0 and rows1["adapter"]["id_guidance"] == 1.0
     assert rows4["ground_truth"]["id_guidance"] == 1.0 and rows4["paste"]["id_guidance"] == 1.0
     assert np.abs(pics4["adapter"].astype(int) - pics1["adapter"].astype(int)).mean() > 1.0
