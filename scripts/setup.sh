@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 . .venv/bin/activate
-# torch 2.14.1 + torchvision 0.29.1 (both served from this machine kind's local wheel store): onnx2torch
-# (the trainer's differentiable ArcFace) imports torchvision, and PyPI's torchvision does not import beside
-# the 2.13.0+cpu wheel. The 2.14.1 wheel is a CUDA build; it runs on CPU.
+# torch 2.14.1 + torchvision 0.29.1: onnx2torch (the trainer's differentiable ArcFace) imports torchvision,
+# and PyPI's torchvision does not import beside the machine's 2.13.0+cpu wheel. The 2.14.1 wheel is a CUDA
+# build (it runs on CPU): pip takes it from the machine's local wheel store where there is one, else from
+# PyPI (about 3 GB of downloads, 5.5 GB in the venv).
 pip install -q --disable-pip-version-check "torch==2.14.1" "torchvision==0.29.1"
 pip install -q --disable-pip-version-check -r requirements-dev.txt
 python install.py                        # onnxruntime, OpenCV and insightface, one build of each
