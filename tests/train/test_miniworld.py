@@ -150,6 +150,34 @@ def test_world_script_resume_is_exact(smoke_models, tmp_path):
     assert split.keys() == whole.keys() and all(torch.equal(split[k], whole[k]) for k in split)
 
 
+def test_train_base_width_and_latent_cache(smoke_models, tmp_path):
+    """A wider/shallower base from the scene-latent cache alone (no world, no VAE) equals the run that wrote it,
+    and the cache holds the world's latents (float16)."""
+    from safetensors.torch import load_file
+
+    from anyphoto_core.flux import load_flux
+    from train.miniworld.base import base_params, encode_scenes, scene_latents, train_base
+
+    world, models = smoke_models
+    cache = tmp_path / "latents.safetensors"
+    params = base_params(hidden=64, depth=1, single_depth=3)
+    kw = {"steps": 2, "batch": 2, "params": params, "latents": cache}
+    first = train_base(world, models / "vae.safetensors", tmp_path / "a", **kw)
+    missing = tmp_path / "no-such"
+    again = train_base(missing, missing / "vae.safetensors", tmp_path / "b", **kw)
+    base = load_flux(first, dtype=torch.float32).params
+    assert (base.hidden_size, base.num_heads, base.depth, base.depth_single_blocks) == (64, 2, 1, 3)
+    a, b = load_file(first), load_file(again)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    latents, captions = encode_scenes(world, models / "vae.safetensors")
+    cached, cached_captions = scene_latents(missing, missing, cache)
+    assert cached_captions == captions and cached.shape == latents.shape
+    assert torch.equal(cached, latents.half().float())
+    assert json.loads((tmp_path / "a" / "flux.json").read_text())["hidden"] == 64
+    with pytest.raises(ValueError, match="multiple of 32"):
+        base_params(hidden=48)
+
+
 def _eval_shipped_adapter(id_guidance: float = 1.0) -> tuple[dict, dict]:
     """The shipped adapter on one held-out 2-person case, 2 steps: rows by config, and the case's pictures."""
     from anyphoto_core.app.models.miniworld import MINIWORLD_DIR

@@ -38,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
             t.add_argument("--init", type=Path, help="vae.safetensors to fine-tune (default: random weights)")
         if name == "train-base":
             t.add_argument("--vae", type=Path, default=DEFAULT_RUNS / "vae" / "vae.safetensors")
+            t.add_argument("--latents", type=Path, help="scene-latent cache, read if it exists (then no world or VAE)")
+            t.add_argument("--hidden", type=int, default=96, help="width, a multiple of 32 (heads of 32)")
+            t.add_argument("--depth", type=int, default=2, help="double blocks")
+            t.add_argument("--single-depth", type=int, default=2, help="single blocks")
+            t.add_argument("--batch", type=int, default=16)
+            t.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     lv = sub.add_parser(
         "localize-vae", help="fine-tune the VAE encoder: face-cell latents independent of the surroundings"
     )
@@ -139,9 +145,22 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     elif args.command == "train-base":
-        from .base import train_base
+        from .base import base_params, train_base
 
-        print(train_base(args.world, args.vae, args.out, steps=args.steps, seed=args.seed))
+        params = base_params(args.hidden, args.depth, args.single_depth)
+        print(
+            train_base(
+                args.world,
+                args.vae,
+                args.out,
+                steps=args.steps,
+                seed=args.seed,
+                batch=args.batch,
+                params=params,
+                device=args.device,
+                latents=args.latents,
+            )
+        )
     return 0
 
 

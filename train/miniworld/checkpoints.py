@@ -21,7 +21,7 @@ def save_state(out: Path, step: int, model: torch.nn.Module, optimizer, seconds:
     tmp = Path(out) / f"checkpoint.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps({"step": step, "seconds": seconds}))
     old = Path(out) / "checkpoint.old"

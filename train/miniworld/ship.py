@@ -68,6 +68,9 @@ def ship_world_models(runs: Path, dest: Path = MINIWORLD_DIR) -> None:
         info = {k: v for k, v in info.items() if k != "config"}
         if "steps" in info:
             cmd += f" --steps {info['steps']} --seed {info.get('seed', 0)}"
+        if "hidden" in info:  # bases trained since train-base took a width, depth, batch and device
+            cmd += f" --hidden {info['hidden']} --depth {info['depth']} --single-depth {info['single_depth']}"
+            cmd += f" --batch {info['batch']} --device {info['device']}"
         if info.get("init"):
             cmd += f" --init {info['init']}"
         for name in files:
