@@ -25,7 +25,7 @@ from anyphoto_core.flux import Flux, FluxParams
 from anyphoto_core.tokens import image_token_ids, pack_latent
 
 from ..losses import flow_matching_loss, interpolate, sample_logit_normal
-from .checkpoints import train_loop
+from .checkpoints import save_weights, train_loop
 from .generate import read_world
 from .vae import cosine_lr, load_world_vae
 
@@ -76,9 +76,10 @@ def scene_latents(world: Path, vae_path: Path, cache: Path | None = None) -> tup
     latents, captions = encode_scenes(Path(world), Path(vae_path))
     if cache is None:
         return latents, captions
+    half = latents.half().contiguous()
     Path(cache).parent.mkdir(parents=True, exist_ok=True)
-    save_file({"latents": latents.half().contiguous()}, str(cache), metadata={"captions": json.dumps(captions)})
-    return latents.half().float(), captions
+    save_file({"latents": half}, str(cache), metadata={"captions": json.dumps(captions)})
+    return half.float(), captions
 
 
 def encode_captions(captions: list[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -143,7 +144,7 @@ def train_base(
 
     seconds = train_loop(out, model, optimizer, steps, step_fn, "base")
     path = Path(out) / "flux.safetensors"
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
+    save_weights(model, path)
     info = {"steps": steps, "seed": seed, "seconds": seconds, "device": device, "batch": batch}
     info |= {"hidden": params.hidden_size, "depth": params.depth, "single_depth": params.depth_single_blocks}
     (Path(out) / "flux.json").write_text(json.dumps(info))

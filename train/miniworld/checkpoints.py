@@ -16,12 +16,17 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
+def save_weights(model: torch.nn.Module, path: Path) -> None:
+    """``model``'s state dict as safetensors at ``path`` (CPU copies, so a model trained on a GPU saves too)."""
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
+
+
 def save_state(out: Path, step: int, model: torch.nn.Module, optimizer, seconds: float) -> None:
     final = Path(out) / "checkpoint"
     tmp = Path(out) / f"checkpoint.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+    save_weights(model, tmp / "model.safetensors")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps({"step": step, "seconds": seconds}))
     old = Path(out) / "checkpoint.old"

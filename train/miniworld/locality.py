@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoints import train_loop
+from .checkpoints import save_weights, train_loop
 from .vae import MINIWORLD_VAE_CONFIG, cosine_lr
 
 #: A cell enters the ``local`` term when the face covers at least this fraction of its 16 x 16 pixels.
@@ -86,7 +86,7 @@ def localize_vae(
     the training scenes of ``manifest``; resumes from ``out/checkpoint``; writes ``out/vae.safetensors`` and
     ``out/vae.json`` (the init's config, so the latent shift/scale are the init's)."""
     from diffusers import AutoencoderKL
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     from ..config import DataConfig
     from ..dataset import SampleBuilder
@@ -123,7 +123,7 @@ def localize_vae(
         return {k: float(v) for k, v in terms.items()}
 
     seconds = train_loop(out, model, optimizer, steps, step_fn, "localize-vae", checkpoint_every=50)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(Path(out) / "vae.safetensors"))
+    save_weights(model, Path(out) / "vae.safetensors")
     (Path(out) / "vae.json").write_text(
         json.dumps(
             {

@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 
 from anyphoto_core.app.models.vae import small_flux_vae_config
 
-from .checkpoints import train_loop
+from .checkpoints import save_weights, train_loop
 from .generate import read_world
 
 MINIWORLD_VAE_CONFIG = small_flux_vae_config(
@@ -114,7 +113,7 @@ def train_vae(
     config = dict(
         MINIWORLD_VAE_CONFIG, shift_factor=round(float(z.mean()), 4), scaling_factor=round(1 / float(z.std()), 4)
     )
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(Path(out) / "vae.safetensors"))
+    save_weights(model, Path(out) / "vae.safetensors")
     (Path(out) / "vae.json").write_text(
         json.dumps(
             {"config": config, "steps": steps, "seed": seed, "seconds": seconds, "init": str(init) if init else None}
