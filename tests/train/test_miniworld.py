@@ -178,6 +178,24 @@ def test_train_base_width_and_latent_cache(smoke_models, tmp_path):
         base_params(hidden=48)
 
 
+def test_ship_records_the_base_shape_in_its_command(smoke_models, tmp_path):
+    """``ship`` writes the width, depth, batch and device a base was trained with into its provenance command,
+    so that the command rebuilds that base."""
+    from train.miniworld.base import base_params, train_base
+    from train.miniworld.ship import ship_world_models
+
+    world, models = smoke_models
+    runs = tmp_path / "runs"
+    train_base(world, models / "vae.safetensors", runs / "base", steps=1, batch=2, params=base_params(64, 1, 3))
+    for sub, names in (("vae", ("vae.safetensors", "vae.json")), ("recognizer", ("recognizer.onnx",))):
+        (runs / sub).mkdir(parents=True)
+        for name in names:
+            (runs / sub / name).write_bytes((models / name).read_bytes())
+    ship_world_models(runs, tmp_path / "shipped")
+    command = json.loads((tmp_path / "shipped" / "provenance.json").read_text())["flux.safetensors"]["command"]
+    assert command.endswith("--hidden 64 --depth 1 --single-depth 3 --batch 2 --device cpu")
+
+
 def _eval_shipped_adapter(id_guidance: float = 1.0) -> tuple[dict, dict]:
     """The shipped adapter on one held-out 2-person case, 2 steps: rows by config, and the case's pictures."""
     from anyphoto_core.app.models.miniworld import MINIWORLD_DIR
